@@ -1,0 +1,66 @@
+"""Reading tar archives member by member in memory, refusing members that would escape."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from synthmix.errors import DataError
+
+log = logging.getLogger(__name__)
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def is_tar_path(path: str | Path) -> bool:
+    return str(path).lower().endswith(TAR_SUFFIXES)
+
+
+def safe_member_path(archive: str | Path, member: tarfile.TarInfo) -> PurePosixPath:
+    """The member's relative path; DataError if it (or a link target) points outside."""
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+        raise DataError(f"archive member {name!r} would escape the folder", path=archive)
+    if member.issym() or member.islnk():
+        target = member.linkname
+        base = posixpath.dirname(name) if member.issym() else ""
+        resolved = posixpath.normpath(posixpath.join(base, target))
+        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            raise DataError(
+                f"archive member {name!r} links to {target!r} outside the folder", path=archive
+            )
+    return PurePosixPath(*[p for p in parts if p != "."])
+
+
+def iter_tar_members(archive: str | Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
+    """Yield (relative path, bytes) of each regular file and (path, None) of each folder,
+    streaming the archive once without extracting anything."""
+    try:
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                path = safe_member_path(archive, member)
+                if member.isdir():
+                    yield path, None
+                    continue
+                if not member.isfile():
+                    log.debug("%s: skipping non-file member %s", archive, member.name)
+                    continue
+                f = tar.extractfile(member)
+                if f is not None:
+                    yield path, f.read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise DataError("archive not found", path=archive) from e
+        raise DataError(f"cannot read archive: {e or type(e).__name__}", path=archive) from e
+
+
+def iter_tar_files(archive: str | Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """Yield (relative path, bytes) of each regular file in the archive."""
+    for path, data in iter_tar_members(archive):
+        if data is not None:
+            yield path, data

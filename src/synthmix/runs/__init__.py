@@ -1,0 +1,1 @@
+"""Training runs with a run directory: the DDPM (`ddpm`) and the classifier (`classifier`)."""

@@ -1,0 +1,31 @@
+"""Shared fixtures: an isolated decode cache for every test, and the real data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoded-data caches go to a fresh temporary folder, never to the home cache."""
+    monkeypatch.setenv("SYNTHMIX_CACHE", str(tmp_path_factory.mktemp("synthmix-cache")))
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The real data sets: $SYNTHMIX_SHARED_DATASETS, else <repo>/../shared/datasets.
+
+    Missing: skip, unless SYNTHMIX_REQUIRE_DATASETS=1, then fail.
+    """
+    env = os.environ.get("SYNTHMIX_SHARED_DATASETS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not path.is_dir():
+        reason = f"real data sets not found at {path} (set SYNTHMIX_SHARED_DATASETS)"
+        if os.environ.get("SYNTHMIX_REQUIRE_DATASETS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
