@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthmix.data import load_dataset
 from synthmix.data import checksums as checksums_module
+from synthmix.data import load_dataset
 from synthmix.data.checksums import OfficialFile, checksum_status, md5_bytes
 from synthmix.data.idx import read_idx
 from synthmix.errors import DataError

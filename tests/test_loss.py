@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,6 +12,15 @@ from synthmix.diffusion.loss import ddpm_loss, drop_labels
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet, unet_config
 from synthmix.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small convs on a shared 2-core box run ~10x faster on one thread than on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_drop_labels_is_per_sample_at_rate_p() -> None:
@@ -82,8 +92,8 @@ def test_adam_steps_reduce_loss_on_fixed_batch() -> None:
     s = NoiseSchedule.linear(100)
     model = UNet(unet_config("tiny", image_size=16, num_classes=3, dropout=0.0))
     g = torch.Generator().manual_seed(0)
-    x0 = torch.randn(16, 1, 16, 16, generator=g).clamp(-1, 1)
-    y = torch.randint(0, 3, (16,), generator=g)
+    x0 = torch.randn(8, 1, 16, 16, generator=g).clamp(-1, 1)
+    y = torch.randint(0, 3, (8,), generator=g)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_at(seed: int) -> torch.Tensor:
@@ -91,10 +101,10 @@ def test_adam_steps_reduce_loss_on_fixed_batch() -> None:
 
     with torch.no_grad():
         before = loss_at(123).item()
-    for _ in range(8):
+    for _ in range(6):
         opt.zero_grad()
         loss_at(123).backward()
         opt.step()
     with torch.no_grad():
         after = loss_at(123).item()
-    assert after < 0.9 * before
+    assert after < 0.93 * before  # measured 1.018 -> 0.863

@@ -13,7 +13,7 @@ from synthmix.diffusion.schedule import NoiseSchedule, ScheduleConfig
 from synthmix.errors import ConfigError
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     T=st.integers(min_value=2, max_value=2000),
     beta_start=st.floats(min_value=1e-6, max_value=1e-2),
@@ -40,7 +40,7 @@ def test_cosine_schedule_matches_closed_form(T: int, cos_s: float) -> None:
         return math.cos((t / T + cos_s) / (1 + cos_s) * math.pi / 2) ** 2
 
     unclipped = int((s.betas < 0.999).sum())  # clipping only touches the last steps
-    for i in {0, 1, T // 2, unclipped - 1}:  # index i is the paper's t = i + 1
+    for i in {0, T // 2, unclipped - 1} & set(range(unclipped)):  # index i is paper's t = i+1
         assert math.isclose(s.alpha_bar[i].item(), f(i + 1) / f(0), rel_tol=1e-9)
 
 
@@ -69,7 +69,7 @@ def test_study_default_config() -> None:
 )
 def test_invalid_config_raises(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
-        NoiseSchedule.from_config(ScheduleConfig(**kwargs))  # type: ignore[arg-type]
+        NoiseSchedule.from_config(ScheduleConfig(**kwargs))
 
 
 def test_to_device_is_cached_float32_view() -> None:
@@ -140,4 +140,4 @@ def test_posterior_matches_gaussian_conditioning() -> None:
     assert beta_var.shape == (5, 1, 1, 1) and beta_var.dtype == torch.float32
     torch.testing.assert_close(beta_var.flatten(), s.betas[t].float())
     with pytest.raises(ConfigError):
-        s.posterior_variance_at(t, "sigma")  # type: ignore[arg-type]
+        s.posterior_variance_at(t, "sigma")

@@ -65,8 +65,35 @@ def run_python(script: str, *args: str, timeout: float = 60) -> subprocess.Popen
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory):
-    """An uninterrupted one-process run."""
+def background(tmp_path_factory: pytest.TempPathFactory):
+    """Start the subprocess runs first: each spends seconds importing torch, so they overlap."""
+    root = tmp_path_factory.mktemp("background")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    # Batches of 2 in shards of 4: dying at call 7 leaves shards 0-2 and half of shard 3.
+    runs = {
+        "killed": (root / "killed", [run_python(KILLED_RUN, str(root / "killed"),
+                                                json.dumps(ARGS), "7")]),
+        "gloo": (root / "gloo", [run_python(DIST_RUN, str(root / "gloo"), json.dumps(ARGS),
+                                            str(r), url) for r in (0, 1)]),
+    }
+    yield runs
+    for _, procs in runs.values():
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def finished(procs: list[subprocess.Popen[str]]) -> tuple[list[int], list[str]]:
+    logs = [p.communicate(timeout=90)[0] for p in procs]
+    return [p.returncode for p in procs], logs
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, background):
+    """An uninterrupted one-process run (asking for `background` starts the subprocesses)."""
     out = tmp_path_factory.mktemp("ref") / "set"
     generate_synthetic_set(out, sample_fn=fake_sample_fn, **ARGS)
     return read_synthetic_set(out)
@@ -127,11 +154,10 @@ generate_synthetic_set(sys.argv[1], sample_fn=dying, **args)
 """
 
 
-def test_killed_run_resumes_without_resampling_finished_shards(tmp_path: Path, reference) -> None:
-    out = tmp_path / "set"
-    # Batches of 2 in shards of 4: dying at call 7 leaves shards 0-2 and half of shard 3.
-    proc = run_python(KILLED_RUN, str(out), json.dumps(ARGS), "7")
-    assert proc.wait(timeout=60) == 9, proc.stdout.read() if proc.stdout else ""
+def test_killed_run_resumes_without_resampling_finished_shards(background, reference) -> None:
+    out, procs = background["killed"]
+    codes, logs = finished(procs)
+    assert codes == [9], logs
     assert sorted(p.name for p in out.glob("shard-*")) == [f"shard-0000{i}.npz" for i in range(3)]
     with pytest.raises(DataError, match="incomplete: 3 of 6 shards"):
         read_synthetic_set(out)
@@ -154,10 +180,12 @@ def test_corrupt_or_stray_files_on_resume(tmp_path: Path, reference) -> None:
     data[-40] ^= 0xFF
     (out / "shard-00004.npz").write_bytes(bytes(data))
     (out / ".shard-00005.npz.abc123.tmp").write_bytes(b"torn write")
+    (out / ".manifest.json.xyz.tmp").write_bytes(b"torn write")
     sampler = CountingSampler()
     generate_synthetic_set(out, sample_fn=sampler, **ARGS)
     assert sampler.seeds == [7 * 2**32 + i for i in range(16, 20)]
     assert not (out / ".shard-00005.npz.abc123.tmp").exists()
+    assert not (out / ".manifest.json.xyz.tmp").exists()
     assert_same_set(out, reference)
 
 
@@ -198,43 +226,51 @@ import torch.distributed as dist
 from synthmix.synthetic.generate import generate_synthetic_set
 rank = int(sys.argv[3])
 dist.init_process_group("gloo", init_method=sys.argv[4], rank=rank, world_size=2)
-generate_synthetic_set(sys.argv[1], sample_fn=fake_sample_fn, **json.loads(sys.argv[2]))
+sampled = []
+def sample_fn(labels, seeds):
+    sampled.extend(seeds)
+    return fake_sample_fn(labels, seeds)
+generate_synthetic_set(sys.argv[1], sample_fn=sample_fn, **json.loads(sys.argv[2]))
 dist.destroy_process_group()
-print("rank", rank, "ok")
+print("SAMPLED", json.dumps(sampled))
 """
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path: Path, reference) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    out, url = tmp_path / "set", f"tcp://127.0.0.1:{port}"
-    procs = [run_python(DIST_RUN, str(out), json.dumps(ARGS), str(r), url) for r in (0, 1)]
-    try:
-        logs = [p.communicate(timeout=60)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], logs
+def test_two_gloo_processes_equal_one_process(background, reference) -> None:
+    out, procs = background["gloo"]
+    codes, logs = finished(procs)
+    assert codes == [0, 0], logs
+    sampled = [json.loads(log.split("SAMPLED", 1)[1]) for log in logs]
+    # Rank r sampled exactly the shards s with s % 2 == r (4 images each).
+    assert sampled == [[7 * 2**32 + i for i in range(24) if i // 4 % 2 == r] for r in (0, 1)]
     assert_same_set(out, reference)
 
 
-def test_real_tiny_unet_through_make_diffusion_sample_fn(tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread():
+    """Two intra-op threads on a busy 2-core machine make a tiny net 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_real_tiny_unet_through_make_diffusion_sample_fn(tmp_path: Path, one_thread) -> None:
     samplers = pytest.importorskip("synthmix.diffusion.samplers")
     unet = pytest.importorskip("synthmix.diffusion.unet")
     schedule_mod = pytest.importorskip("synthmix.diffusion.schedule")
     from synthmix.synthetic.generate import make_diffusion_sample_fn
 
     torch.manual_seed(0)
-    model = unet.UNet(unet.unet_config("tiny", image_channels=1, num_classes=2)).eval()
-    schedule = schedule_mod.NoiseSchedule(schedule_mod.ScheduleConfig(T=20))
+    model = unet.UNet(unet.unet_config("tiny", in_channels=1, num_classes=2, image_size=16)).eval()
+    schedule = schedule_mod.NoiseSchedule.linear(T=20)
     assert hasattr(samplers, "PerImageNoise")
     sample_fn = make_diffusion_sample_fn(model, schedule, "ddim", 3, 3.0, 0.0, "cpu")
-    args = {**ARGS, "class_names": ["x", "y"], "n_per_class": [2, 1], "image_shape": [32, 32, 1],
+    args = {**ARGS, "class_names": ["x", "y"], "n_per_class": [2, 1], "image_shape": [16, 16, 1],
             "shard_size": 2}
     first = read_synthetic_set(generate_synthetic_set(tmp_path / "a", sample_fn=sample_fn,
                                                       **args))
-    assert first.images.shape == (3, 32, 32, 1) and first.images.std() > 0
+    assert first.images.shape == (3, 16, 16, 1) and first.images.std() > 0
     # The same seed gives the same image alone or in a batch.
     alone = sample_fn(torch.tensor([first.labels[2]]), [int(first.seeds[2])])
     pixels = ((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)

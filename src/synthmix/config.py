@@ -64,7 +64,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, tp):  # type: ignore[arg-type]
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping for {_name(tp)}, got {value!r}")
         return from_dict(tp, value, key)  # type: ignore[arg-type]
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):

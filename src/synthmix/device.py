@@ -67,7 +67,7 @@ def set_threads(num_threads: int | None) -> None:
 
 
 def derive_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (base seed, stream id, step, rank ...), stable across runs."""
+    """A 63-bit seed derived from integers (base seed, stream, step, rank ...), stable over runs."""
     import numpy as np
 
     state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(

@@ -67,8 +67,13 @@ def save_class_grid(
     fig, ax = plt.subplots(
         figsize=(0.6 + per_class * cell * 1.05, 0.4 + len(class_names) * cell * 1.05)
     )
-    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest")
+    ax.imshow(
+        grid.squeeze(-1) if grid.shape[-1] == 1 else grid,
+        cmap="gray",
+        vmin=0,
+        vmax=255,
+        interpolation="nearest",
+    )
     ax.set_yticks([1 + h * i + h / 2 - 1 for i in range(len(class_names))])
     ax.set_yticklabels(list(class_names), fontsize=7)
     ax.set_xticks([])
@@ -77,8 +82,9 @@ def save_class_grid(
     _save(fig, Path(path))
 
 
-def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: Path,
-                          title: str = "") -> None:
+def plot_confusion_matrix(
+    cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = ""
+) -> None:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
     plt = _pyplot()
     k = len(class_names)
@@ -94,8 +100,15 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: Path
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=5,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     if title:
         ax.set_title(title, fontsize=8)
     _save(fig, Path(path))

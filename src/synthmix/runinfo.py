@@ -19,11 +19,17 @@ def code_version() -> dict[str, Any]:
         try:
             commit = subprocess.run(
                 ["git", "-C", str(root), "rev-parse", "HEAD"],
-                capture_output=True, text=True, timeout=5, check=True,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
             dirty = subprocess.run(
                 ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=5, check=True,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
             info["git_commit"] = commit
             info["git_dirty"] = bool(dirty)

@@ -23,11 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/ddpm/mnist-cpu.yaml")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.max_epochs=5 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_epochs=5 (repeatable)",
+    )
     p.add_argument("--run-dir", help="where to write the run (default runs/ddpm-<config>-<time>)")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a killed or stopped run from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a killed or stopped run from its last checkpoint",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 
@@ -44,8 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run_dir", help="a finished (or checkpointed) train-ddpm run directory")
     s.add_argument("--n-per-class", type=int, required=True, help="images per class")
     s.add_argument("--out", required=True, help="output directory for the synthetic set")
-    s.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp"),
-                   help="default: the run's sample.sampler")
+    s.add_argument(
+        "--sampler",
+        choices=("ancestral", "ddim", "dpmpp"),
+        help="default: the run's sample.sampler",
+    )
     s.add_argument("--steps", type=int, help="sampler steps (ancestral always uses T)")
     s.add_argument("--guidance", type=float, help="guidance scale w (study: 3)")
     s.add_argument("--eta", type=float, help="DDIM eta (0: deterministic)")
@@ -78,8 +89,12 @@ def _train(args: argparse.Namespace) -> int:
     summary = train_ddpm(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     log.info(
         "done: %s after %d epochs / %d steps (%s), best val loss %.4f; samples in %s",
-        run_dir, summary["epochs"], summary["steps"], summary["stop_reason"],
-        summary["best_val_loss"], run_dir / "samples",
+        run_dir,
+        summary["epochs"],
+        summary["steps"],
+        summary["stop_reason"],
+        summary["best_val_loss"],
+        run_dir / "samples",
     )
     return 0
 
@@ -93,8 +108,9 @@ def _sample(args: argparse.Namespace) -> int:
 
     device = select_device(args.device or "auto")
     dist.init_from_env(device)
-    ddpm = load_ddpm(Path(args.run_dir), which=args.checkpoint, use_ema=not args.no_ema,
-                     device=device)
+    ddpm = load_ddpm(
+        Path(args.run_dir), which=args.checkpoint, use_ema=not args.no_ema, device=device
+    )
     scfg = ddpm.cfg.sample
     sampler = args.sampler or scfg.sampler
     steps = ddpm.schedule.T if sampler == "ancestral" else (args.steps or scfg.steps)
@@ -104,16 +120,26 @@ def _sample(args: argparse.Namespace) -> int:
         "checkpoint_sha256": sha256_file(ddpm.weights_file),
         "checkpoint": str(ddpm.weights_file),
         "run_dir": str(Path(args.run_dir).resolve()),
-        "sampler": sampler, "steps": steps, "guidance_scale": guidance, "eta": eta,
+        "sampler": sampler,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "eta": eta,
         "base_seed": args.seed,
     }
-    sample_fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, sampler, steps, guidance,
-                                         eta, device)
+    sample_fn = make_diffusion_sample_fn(
+        ddpm.model, ddpm.schedule, sampler, steps, guidance, eta, device
+    )
     out = generate_synthetic_set(
-        Path(args.out), sample_fn=sample_fn, class_names=ddpm.class_names,
-        n_per_class=[args.n_per_class] * len(ddpm.class_names), image_shape=ddpm.image_shape,
-        base_seed=args.seed, provenance=provenance, shard_size=args.shard_size,
-        batch_size=args.batch_size or scfg.batch_size, progress=not args.no_progress,
+        Path(args.out),
+        sample_fn=sample_fn,
+        class_names=ddpm.class_names,
+        n_per_class=[args.n_per_class] * len(ddpm.class_names),
+        image_shape=ddpm.image_shape,
+        base_seed=args.seed,
+        provenance=provenance,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size or scfg.batch_size,
+        progress=not args.no_progress,
     )
     if dist.is_main():
         log.info("synthetic set written to %s", out)

@@ -26,13 +26,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("config", help="study YAML, e.g. configs/cpu/mnist.yaml")
     e.add_argument("--study-dir", help="output directory (default studies/<name>)")
-    e.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set seeds=1 (repeatable)")
+    e.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set seeds=1 (repeatable)",
+    )
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(func=_experiment)
 
-    r = sub.add_parser("report", help="regenerate report.md/report.html from a study's results",
-                       description="Rebuild the report of a finished study from results.json.")
+    r = sub.add_parser(
+        "report",
+        help="regenerate report.md/report.html from a study's results",
+        description="Rebuild the report of a finished study from results.json.",
+    )
     r.add_argument("study_dir")
     r.set_defaults(func=_report)
 
@@ -46,14 +54,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     d.add_argument("--study-dir", default="studies/demo", help="output directory")
-    d.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a value of the demo config (repeatable)")
+    d.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a value of the demo config (repeatable)",
+    )
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
 
 
-def _run(config: Path, study_dir: str | None, overrides: list[str] | None,
-         progress: bool) -> int:
+def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progress: bool) -> int:
     from synthmix.config import load_config
     from synthmix.experiment.config import StudyConfig
     from synthmix.experiment.study import run_study
@@ -69,8 +81,9 @@ def _run(config: Path, study_dir: str | None, overrides: list[str] | None,
     for cell in results["table"]:
         paper = "" if cell["paper_f1"] is None else f"{cell['paper_f1']:.2f}"
         log.info("%-8s %-22s %s", cell["name"], format_mean_std(cell["macro_f1"]), paper)
-    log.info("study finished in %.1f min; report: %s", (time.perf_counter() - t0) / 60,
-             out / "report.md")
+    log.info(
+        "study finished in %.1f min; report: %s", (time.perf_counter() - t0) / 60, out / "report.md"
+    )
     return 0
 
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from synthmix.data.raw import RawDataset, RawSplit, SourceInfo
+from synthmix.errors import DataError
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
+
+
+def digits_csv_path() -> Path:
+    """scikit-learn's digits.csv.gz, found without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("scikit-learn is not installed; it ships the digits data set")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise DataError("scikit-learn's digits data file is missing", path=path)
+    return path
 
 
 def load_digits_dataset() -> RawDataset:
@@ -33,8 +46,8 @@ def load_digits_dataset() -> RawDataset:
         random_state=DIGITS_SPLIT_SEED,
     )
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
-    csv = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
-    source = SourceInfo(str(csv), csv.stat().st_size if csv.exists() else 0, "unknown")
+    csv = digits_csv_path()
+    source = SourceInfo(str(csv), csv.stat().st_size, "unknown")
     return RawDataset(
         name="digits",
         class_names=tuple(str(i) for i in range(10)),

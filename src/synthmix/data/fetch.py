@@ -79,6 +79,8 @@ def _download_from_mirrors(
             return
         except _ChecksumMismatch as e:
             failures.append(f"{url}: {e}")
+        except urllib.error.HTTPError as e:
+            failures.append(f"{url}: HTTP {e.code} {e.reason}")
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             reason = getattr(e, "reason", None) or e
             failures.append(f"{url}: {reason}")

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from synthmix.data.archive import is_tar_path, iter_tar_members
 from synthmix.data.checksums import checksum_status
-from synthmix.data.images import decode_image, is_image_name
+from synthmix.data.images import conform_dataset, conform_images, decode_image, is_image_name
 from synthmix.data.raw import RawDataset, RawSplit, SourceInfo
 from synthmix.errors import DataError
 
@@ -71,8 +71,7 @@ def _split_position(parts: tuple[str, ...], is_dir: bool) -> int | None:
     return None
 
 
-def _collect(source: Path, channels: int | None, image_size: int | None,
-             progress: bool) -> _Collected:
+def _collect(source: Path, progress: bool) -> _Collected:
     out = _Collected(source)
     members = iter_tar_members(source) if source.is_file() else _walk_folder(source)
     where_prefix = f"{source}:" if source.is_file() else f"{source}/"
@@ -86,13 +85,13 @@ def _collect(source: Path, channels: int | None, image_size: int | None,
             continue
         if pos is None:
             if data is not None and len(parts) >= 2 and parts[-2] in SPLITS:
-                raise DataError(f"image {path} is not inside a class folder", path=source)
+                raise DataError("image not inside a class folder", path=f"{where_prefix}{path}")
             continue
         root, split, cls = PurePosixPath(*parts[:pos]), parts[pos], parts[pos + 1]
         if data is None:
             out.add_dir(root, split, cls)
             continue
-        image = decode_image(data, f"{where_prefix}{path}", channels, image_size)
+        image = decode_image(data, f"{where_prefix}{path}")
         out.add_image(root, split, cls, path.name, image)
     return out
 
@@ -119,23 +118,55 @@ def _check_tree(c: _Collected) -> tuple[str, ...]:
     return tuple(classes["train"])
 
 
-def _stack(c: _Collected, split: str, class_names: tuple[str, ...],
-           channels: int | None) -> RawSplit:
-    items = [(cls_i, name, a) for cls_i, cls in enumerate(class_names)
-             for name, a in sorted(c.images[(split, cls)], key=lambda t: t[0])]
-    shapes = {a.shape[:2] for _, _, a in items}
-    if len(shapes) > 1:
-        raise DataError(
-            f"images have different sizes ({', '.join(f'{h}x{w}' for h, w in sorted(shapes)[:4])})",
-            path=c.source, hint="set image_size (--image-size) to resize them all",
-        )
-    kinds = {a.shape[2] for _, _, a in items}
-    if len(kinds) > 1 and channels is None:
-        raise DataError("the folder mixes grey and colour images", path=c.source,
-                        hint="set channels to 1 or 3 to convert them explicitly")
-    images = np.stack([a for _, _, a in items])  # (N, H, W, C)
-    labels = np.array([cls_i for cls_i, _, _ in items], dtype=np.int64)
-    return RawSplit(images, labels)
+def _stack(c: _Collected, class_names: tuple[str, ...], channels: int | None,
+           image_size: int | None) -> tuple[RawSplit, RawSplit, bool]:
+    """(train, test, native): native when every image had one shape and was left as decoded
+    (the caller then converts); otherwise each image is converted and resized here."""
+    items = {
+        s: [(i, name, a) for i, cls in enumerate(class_names)
+            for name, a in sorted(c.images[(s, cls)], key=lambda t: t[0])]
+        for s in SPLITS
+    }
+    every = [a for s in SPLITS for _, _, a in items[s]]
+    shapes = {a.shape for a in every}
+    native = len(shapes) == 1
+    if not native:
+        if len({shape[2] for shape in shapes}) > 1 and channels is None:
+            raise DataError("the folder mixes grey and colour images", path=c.source,
+                            hint="set channels to 1 or 3 to convert them explicitly")
+        sizes = sorted({shape[:2] for shape in shapes})
+        if len(sizes) > 1 and image_size is None:
+            raise DataError(
+                f"images have different sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:4])})",
+                path=c.source, hint="set image_size (--image-size) to resize them all",
+            )
+    splits = []
+    for s in SPLITS:
+        arrays = [a if native else conform_images(a[None], channels, image_size)[0]
+                  for _, _, a in items[s]]
+        labels = np.array([i for i, _, _ in items[s]], dtype=np.int64)
+        splits.append(RawSplit(np.stack(arrays), labels))  # (N, H, W, C)
+    return splits[0], splits[1], native
+
+
+def decode_image_folder(name: str, source: Path, channels: int | None = None,
+                        image_size: int | None = None,
+                        progress: bool = True) -> tuple[RawDataset, bool]:
+    """Decode a folder or tar; (data set, native) as in _stack: if native, `channels` and
+    `image_size` are still to be applied (see conform_images)."""
+    if not source.exists():
+        raise DataError("no such folder or archive", path=source)
+    if source.is_file() and not is_tar_path(source):
+        raise DataError("expected a folder or a .tar/.tar.gz/.tgz archive", path=source)
+    collected = _collect(source, progress)
+    class_names = _check_tree(collected)
+    train, test, native = _stack(collected, class_names, channels, image_size)
+    if source.is_file():
+        sources: tuple[SourceInfo, ...] = (checksum_status(name, source),)
+    else:
+        files = folder_files(source)
+        sources = (SourceInfo(str(source), sum(f.stat().st_size for f in files), "unknown"),)
+    return RawDataset(name, class_names, train, test, sources), native
 
 
 def load_image_folder(name: str, source: Path, channels: int | None = None,
@@ -143,24 +174,9 @@ def load_image_folder(name: str, source: Path, channels: int | None = None,
     """Decode a folder or tar (.tar, .tar.gz, .tgz) of `{train,test}/<class>/<image>`.
 
     Class names are the sorted folder names; images are ordered by class, then file name.
+    `channels` converts (needed if grey and colour mix); `image_size` resizes to S x S
+    (bicubic; needed if sizes differ).
     """
-    if not source.exists():
-        raise DataError("no such folder or archive", path=source)
-    if source.is_file() and not is_tar_path(source):
-        raise DataError("expected a folder or a .tar/.tar.gz/.tgz archive", path=source)
-    collected = _collect(source, channels, image_size, progress)
-    class_names = _check_tree(collected)
-    train = _stack(collected, "train", class_names, channels)
-    test = _stack(collected, "test", class_names, channels)
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(
-            f"train images are {train.images.shape[1:]} but test images "
-            f"{test.images.shape[1:]} (height, width, channels)",
-            path=source, hint="set image_size and channels to make them agree",
-        )
-    if source.is_file():
-        sources: tuple[SourceInfo, ...] = (checksum_status(name, source),)
-    else:
-        files = folder_files(source)
-        sources = (SourceInfo(str(source), sum(f.stat().st_size for f in files), "unknown"),)
-    return RawDataset(name, class_names, train, test, sources)
+    dataset, native = decode_image_folder(name, source, channels, image_size, progress)
+    return conform_dataset(dataset, channels, image_size) if native else dataset
+

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
 
+from synthmix.data.raw import RawDataset, RawSplit
 from synthmix.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -19,10 +21,8 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
-def decode_image(
-    data: bytes, where: str, channels: int | None, image_size: int | None
-) -> np.ndarray:
-    """Decode one image file to (H, W, C) uint8; C is `channels`, else 1 for grey, 3 for colour.
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 for colour.
 
     Alpha is dropped (not composited); palette images count as colour.
     """
@@ -37,13 +37,8 @@ def decode_image(
                         "convert them to 8-bit",
                         path=where,
                     )
-                c = channels or (1 if im.mode in _GREY_MODES else 3)
-                converted = im.convert("L" if c == 1 else "RGB")
-                if image_size is not None and converted.size != (image_size, image_size):
-                    converted = converted.resize(
-                        (image_size, image_size), Image.Resampling.BICUBIC
-                    )
-                array = np.asarray(converted, dtype=np.uint8)
+                grey = im.mode in _GREY_MODES
+                array = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
     except DataError:
         raise
     except Exception as e:  # PIL raises many types for broken files
@@ -65,14 +60,37 @@ def convert_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
 
 
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize of one (H, W, C) uint8 image to (size, size, C) with PIL."""
+    if image.shape[:2] == (size, size):
+        return image
+    grey = image.shape[2] == 1
+    im = Image.fromarray(image[..., 0] if grey else image)
+    resized = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
+    return resized[..., None] if grey else resized
+
+
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize of (N, H, W, C) uint8 to (N, size, size, C), image by image with PIL."""
-    n, h, w, c = images.shape
-    if (h, w) == (size, size):
+    """Bicubic resize of (N, H, W, C) uint8 to (N, size, size, C), image by image."""
+    if images.shape[1:3] == (size, size):
         return images
-    out = np.empty((n, size, size, c), dtype=np.uint8)
-    for i in range(n):
-        im = Image.fromarray(images[i, ..., 0] if c == 1 else images[i])
-        resized = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
-        out[i] = resized[..., None] if c == 1 else resized
-    return out
+    if len(images) == 0:
+        return np.empty((0, size, size, images.shape[3]), dtype=np.uint8)
+    return np.stack([resize_image(image, size) for image in images])
+
+
+def conform_images(images: np.ndarray, channels: int | None, image_size: int | None) -> np.ndarray:
+    """Convert channels first, then resize to image_size x image_size (if given)."""
+    images = convert_channels(images, channels)
+    return images if image_size is None else resize_images(images, image_size)
+
+
+def conform_dataset(dataset: RawDataset, channels: int | None,
+                    image_size: int | None) -> RawDataset:
+    """Both splits converted to `channels` and resized to image_size x image_size if given."""
+    train = conform_images(dataset.train.images, channels, image_size)
+    test = conform_images(dataset.test.images, channels, image_size)
+    if train is dataset.train.images and test is dataset.test.images:
+        return dataset
+    return replace(dataset, train=RawSplit(train, dataset.train.labels),
+                   test=RawSplit(test, dataset.test.labels))

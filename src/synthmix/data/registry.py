@@ -6,14 +6,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from synthmix.data.cache import cache_path, load_cached, save_cached
-from synthmix.data.images import convert_channels
-from synthmix.data.raw import RawDataset, RawSplit
+from synthmix.data.images import conform_dataset
+from synthmix.data.raw import RawDataset
 from synthmix.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -46,11 +45,16 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class _Located:
-    """What to decode: the files (for the cache key), the options, and the decoder."""
+    """What to decode: the files (for the cache key) and the decoder. decode() returns
+    (data set, native); native means `channels`/`image_size` are still to be applied."""
 
     files: tuple[Path, ...]
-    options: dict[str, Any]
-    decode: Callable[[], RawDataset]
+    decode: Callable[[], tuple[RawDataset, bool]]
+    resizable: bool = False  # image folders: image_size resizes; fixed-size sets ignore it
+
+
+def _native(load: Callable[[], RawDataset]) -> Callable[[], tuple[RawDataset, bool]]:
+    return lambda: (load(), True)
 
 
 def _search_dirs(name: str, data_dir: Path) -> list[Path]:
@@ -81,7 +85,7 @@ def _locate_idx(name: str, data_dir: Path) -> _Located:
             files = {s: p for s, p in found.items() if p is not None}
             classes = MNIST_CLASSES if name == "mnist" else FASHION_MNIST_CLASSES
             decode = partial(load_idx_dataset, name, classes, files)
-            return _Located(tuple(files.values()), {}, decode)
+            return _Located(tuple(files.values()), _native(decode))
     raise _missing(name, [f"{s}[.gz]" for s in stems], dirs)
 
 
@@ -93,22 +97,21 @@ def _locate_cifar10(data_dir: Path) -> _Located:
         batches = d / BATCHES_DIR
         if (batches / "data_batch_1").is_file():
             files = tuple(sorted(p for p in batches.iterdir() if p.is_file()))
-            return _Located(files, {}, partial(load_cifar10, batches))
+            return _Located(files, _native(partial(load_cifar10, batches)))
         archive = d / "cifar-10-python.tar.gz"
         if archive.is_file():
-            return _Located((archive,), {}, partial(load_cifar10, archive))
+            return _Located((archive,), _native(partial(load_cifar10, archive)))
     raise _missing("cifar10", [f"{BATCHES_DIR}/", "cifar-10-python.tar.gz"], dirs)
 
 
 def _locate_folder(name: str, source: Path, channels: int | None,
                    image_size: int | None) -> _Located:
-    from synthmix.data.imagefolder import folder_files, load_image_folder
+    from synthmix.data.imagefolder import decode_image_folder, folder_files
 
     files = (source,) if source.is_file() else tuple(folder_files(source))
-    options = {"channels": channels, "image_size": image_size}
     progress = sys.stderr.isatty()
-    decode = partial(load_image_folder, name, source, channels, image_size, progress)
-    return _Located(files, options, decode)
+    decode = partial(decode_image_folder, name, source, channels, image_size, progress)
+    return _Located(files, decode, resizable=True)
 
 
 def _locate_cifar10_jpeg(data_dir: Path, channels: int | None, image_size: int | None) -> _Located:
@@ -120,7 +123,16 @@ def _locate_cifar10_jpeg(data_dir: Path, channels: int | None, image_size: int |
     raise _missing("cifar10-jpeg", ["cifar10-jpeg.tar.gz", "cifar10-jpeg/{train,test}/"], dirs)
 
 
+def _locate_digits() -> _Located:
+    from synthmix.data.digits import digits_csv_path, load_digits_dataset
+
+    # Cached too: importing scikit-learn alone takes longer than reading the cache.
+    return _Located((digits_csv_path(),), _native(load_digits_dataset))
+
+
 def _locate(name: str, data_dir: Path, channels: int | None, image_size: int | None) -> _Located:
+    if name == "digits":
+        return _locate_digits()
     if name in ("mnist", "fashion-mnist"):
         return _locate_idx(name, data_dir)
     if name == "cifar10":
@@ -147,29 +159,23 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, channels: int
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be a positive number of pixels, got {image_size}")
-    if name == "digits":
-        from synthmix.data.digits import load_digits_dataset
-
-        dataset = load_digits_dataset()
-    else:
-        located = _locate(name, Path(data_dir or default_data_dir()).expanduser(), channels,
-                          image_size)
-        path = cache_path(name, located.options, located.files)
+    located = _locate(name, Path(data_dir or default_data_dir()).expanduser(), channels,
+                      image_size)
+    if not located.resizable:
+        image_size = None
+    # The native decode is cached once and converted on each load, so loads with different
+    # options share it; only folders that need the options to decode at all (mixed sizes or
+    # mixed grey/colour) get a cache entry of their own.
+    native_path = cache_path(name, {}, located.files)
+    exact_path = cache_path(name, {"channels": channels, "image_size": image_size},
+                            located.files)
+    for path in dict.fromkeys((native_path, exact_path)):
         cached = load_cached(path)
         if cached is not None:
             log.debug("%s: loaded from cache %s", name, path)
-            dataset = cached
-        else:
-            dataset = located.decode()
-            save_cached(path, dataset)
-    return _with_channels(dataset, channels)
-
-
-def _with_channels(dataset: RawDataset, channels: int | None) -> RawDataset:
-    if channels is None or channels == dataset.image_shape[2]:
-        return dataset
-    return replace(
-        dataset,
-        train=RawSplit(convert_channels(dataset.train.images, channels), dataset.train.labels),
-        test=RawSplit(convert_channels(dataset.test.images, channels), dataset.test.labels),
-    )
+            if path == native_path:
+                return conform_dataset(cached, channels, image_size)
+            return cached
+    dataset, native = located.decode()
+    save_cached(native_path if native else exact_path, dataset)
+    return conform_dataset(dataset, channels, image_size) if native else dataset

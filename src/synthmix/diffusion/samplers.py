@@ -84,10 +84,15 @@ def _table(rows: list[list[float]], device: torch.device) -> torch.Tensor:
 
 
 def _timesteps(T: int, steps: int) -> list[int]:
-    """`steps` evenly spaced 0-based indices from T-1 down to 0 (DDIM section 4.2)."""
+    """`steps` evenly spaced 0-based indices from T-1 down, "trailing" (Lin et al. 2024 table 2).
+
+    The last index is about T/steps - 1 and the final update jumps from there to x_0; steps = T
+    gives every index. Ending at index 0 instead would leave DPM-Solver++ one huge log-SNR step
+    into x_0 preceded by a wild second-order extrapolation.
+    """
     if not 1 <= steps <= T:
         raise ConfigError(f"sampling: steps must lie in [1, T={T}], got {steps}")
-    return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    return [round(T - i * T / steps) - 1 for i in range(steps)]
 
 
 @torch.inference_mode()
@@ -139,7 +144,7 @@ def sample_ddim(
     """DDIM (Song et al. 2021) on `steps` evenly spaced timesteps; eta=1 is ancestral-like."""
     x, y, null = _setup(model, labels, noise, image_shape, null_label)  # x_T ~ N(0, I)
     taus = _timesteps(schedule.T, steps)
-    ab = schedule.alpha_bar.tolist()
+    ab = schedule.to("cpu", torch.float64).alpha_bar.tolist()  # float64 master, even from a view
     rows = []
     for i, tau in enumerate(taus):
         a, a_next = ab[tau], (ab[taus[i + 1]] if i + 1 < len(taus) else 1.0)
@@ -176,7 +181,7 @@ def sample_dpmpp_2m(
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in lambda = log(alpha/sigma)."""
     x, y, null = _setup(model, labels, noise, image_shape, null_label)  # x_T ~ N(0, I)
     taus = _timesteps(schedule.T, steps)
-    ab = schedule.alpha_bar.tolist()
+    ab = schedule.to("cpu", torch.float64).alpha_bar.tolist()  # float64 master, even from a view
     lam = [0.5 * (math.log(ab[t]) - math.log1p(-ab[t])) for t in taus]  # log-SNR / 2
     rows, h_prev = [], 0.0
     for i, tau in enumerate(taus):
@@ -227,6 +232,7 @@ def sample(
     """Run sampler `name` and clamp the result to [-1, 1]: (B, C, H, W).
 
     `steps=None` takes the sampler's default; "ancestral" always runs all T steps and ignores it.
+    The result is an ordinary tensor (the clamp runs outside inference mode), safe to edit in place.
     """
     _check_name(name)
     if eta != 0 and name != "ddim":

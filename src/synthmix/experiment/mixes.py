@@ -54,13 +54,18 @@ class MixedSet:
     validation: str  # where validation images came from
 
     def sizes(self) -> dict[str, int | str]:
-        return {"train_real": self.n_real, "train_synthetic": self.n_synthetic,
-                "train_total": self.n_real + self.n_synthetic, "val": len(self.val_y),
-                "validation": self.validation}
+        return {
+            "train_real": self.n_real,
+            "train_synthetic": self.n_synthetic,
+            "train_total": self.n_real + self.n_synthetic,
+            "val": len(self.val_y),
+            "validation": self.validation,
+        }
 
 
-def stratified_prefix(labels: np.ndarray, fraction: float | None, seed: int,
-                      count: int | None = None) -> np.ndarray:
+def stratified_prefix(
+    labels: np.ndarray, fraction: float | None, seed: int, count: int | None = None
+) -> np.ndarray:
     """Indices of a class-stratified subset: `fraction` of each class (or `count` in total)."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
@@ -81,8 +86,9 @@ def stratified_prefix(labels: np.ndarray, fraction: float | None, seed: int,
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
-def mix_counts(mix: Mix, semantics: MixSemantics, n_real_pool: int, n_syn_pool: int,
-               total: int | None) -> tuple[int, int]:
+def mix_counts(
+    mix: Mix, semantics: MixSemantics, n_real_pool: int, n_syn_pool: int, total: int | None
+) -> tuple[int, int]:
     """(real, synthetic) training-image counts for `mix`."""
     for name, f in (("real", mix.real), ("synthetic", mix.synthetic)):
         if not 0.0 <= f <= 1.0:
@@ -103,10 +109,16 @@ def mix_counts(mix: Mix, semantics: MixSemantics, n_real_pool: int, n_syn_pool: 
     return n_real, n_syn
 
 
-def build_mix(mix: Mix, semantics: MixSemantics, real_train: tuple[torch.Tensor, torch.Tensor],
-              real_val: tuple[torch.Tensor, torch.Tensor],
-              synthetic: tuple[torch.Tensor, torch.Tensor], seed: int,
-              total: int | None = None, val_fraction: float = 0.1) -> MixedSet:
+def build_mix(
+    mix: Mix,
+    semantics: MixSemantics,
+    real_train: tuple[torch.Tensor, torch.Tensor],
+    real_val: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    total: int | None = None,
+    val_fraction: float = 0.1,
+) -> MixedSet:
     """The training and validation sets of one experiment."""
     (rx, ry), (vx, vy), (sx, sy) = real_train, real_val, synthetic
     n_real, n_syn = mix_counts(mix, semantics, len(ry), len(sy), total)

@@ -24,15 +24,21 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {m: mean_std([r[m] for r in runs]) for m in METRICS}
     names = list(runs[0]["per_class_f1"]) if runs else []
-    out["per_class_f1"] = {c: mean_std([r["per_class_f1"][c] for r in runs])["mean"]
-                           for c in names}
+    out["per_class_f1"] = {c: mean_std([r["per_class_f1"][c] for r in runs])["mean"] for c in names}
     return out
 
 
-def aggregate(cfg: Any, study_dir: Path, cells: list[dict[str, Any]],
-              sweep: list[dict[str, Any]], quality: dict[str, Any] | None,
-              stages: dict[str, Any], wall_seconds: float, ddpm_dir: Path,
-              synthetic_sets: dict[str, str]) -> dict[str, Any]:
+def aggregate(
+    cfg: Any,
+    study_dir: Path,
+    cells: list[dict[str, Any]],
+    sweep: list[dict[str, Any]],
+    quality: dict[str, Any] | None,
+    stages: dict[str, Any],
+    wall_seconds: float,
+    ddpm_dir: Path,
+    synthetic_sets: dict[str, str],
+) -> dict[str, Any]:
     paper = PAPER_F1.get(cfg.data.dataset, {})
     table = []
     for cell in cells:

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from synthmix.config import deep_merge, dump_yaml, from_dict, read_yaml, to_dict
@@ -48,8 +47,11 @@ class StageLog:
         log.info("stage %s: running", name)
         t0 = time.perf_counter()
         out = fn()
-        self.stages[name] = {"status": "done", "seconds": round(time.perf_counter() - t0, 2),
-                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.stages[name] = {
+            "status": "done",
+            "seconds": round(time.perf_counter() - t0, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         atomic_write_json(self.path, self.stages)
         return out
 
@@ -63,7 +65,8 @@ def check_study_dir(cfg: StudyConfig, study_dir: Path) -> None:
     saved = study_dir / "study.yaml"
     if saved.is_file() and read_yaml(saved) != to_dict(cfg):
         raise ConfigError(
-            "this study directory was made with a different config", path=saved,
+            "this study directory was made with a different config",
+            path=saved,
             hint="use another --study-dir, or delete the directory to start over",
         )
 
@@ -84,8 +87,9 @@ def ddpm_config_for(cfg: StudyConfig, base_dir: Path) -> Any:
     return from_dict(DDPMConfig, data, "ddpm")
 
 
-def stage_ddpm(cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageLog,
-               progress: bool) -> Path:
+def stage_ddpm(
+    cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageLog, progress: bool
+) -> Path:
     from synthmix.runs.ddpm import train_ddpm
 
     if cfg.ddpm.run_dir:
@@ -94,13 +98,23 @@ def stage_ddpm(cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageL
     done = (run_dir / "train_summary.json").is_file()
     resume = (run_dir / "checkpoints").is_dir()
     ddpm_cfg = ddpm_config_for(cfg, base_dir)
-    stages.run("ddpm", done, lambda: train_ddpm(ddpm_cfg, run_dir, resume=resume,
-                                                progress=progress))
+    stages.run(
+        "ddpm", done, lambda: train_ddpm(ddpm_cfg, run_dir, resume=resume, progress=progress)
+    )
     return run_dir
 
 
-def synthetic_set(cfg: StudyConfig, ddpm_dir: Path, out: Path, stages: StageLog, name: str,
-                  guidance_scale: float, n_per_class: int, seed: int, progress: bool) -> Path:
+def synthetic_set(
+    cfg: StudyConfig,
+    ddpm_dir: Path,
+    out: Path,
+    stages: StageLog,
+    name: str,
+    guidance_scale: float,
+    n_per_class: int,
+    seed: int,
+    progress: bool,
+) -> Path:
     """Sample (or finish sampling) one synthetic set; skipped when already complete."""
     from synthmix.device import select_device
     from synthmix.files import sha256_file
@@ -115,16 +129,30 @@ def synthetic_set(cfg: StudyConfig, ddpm_dir: Path, out: Path, stages: StageLog,
         device = select_device(cfg.device)
         ddpm = load_ddpm(ddpm_dir, device=device)
         steps = ddpm.schedule.T if s.sampler == "ancestral" else s.steps
-        provenance = {"checkpoint_sha256": sha256_file(ddpm.weights_file),
-                      "run_dir": str(ddpm_dir.resolve()), "sampler": s.sampler, "steps": steps,
-                      "guidance_scale": guidance_scale, "eta": s.eta, "base_seed": seed}
-        fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, s.sampler, steps,
-                                      guidance_scale, s.eta, device)
-        generate_synthetic_set(out, sample_fn=fn, class_names=ddpm.class_names,
-                               n_per_class=[n_per_class] * len(ddpm.class_names),
-                               image_shape=ddpm.image_shape, base_seed=seed,
-                               provenance=provenance, shard_size=s.shard_size,
-                               batch_size=s.batch_size, progress=progress)
+        provenance = {
+            "checkpoint_sha256": sha256_file(ddpm.weights_file),
+            "run_dir": str(ddpm_dir.resolve()),
+            "sampler": s.sampler,
+            "steps": steps,
+            "guidance_scale": guidance_scale,
+            "eta": s.eta,
+            "base_seed": seed,
+        }
+        fn = make_diffusion_sample_fn(
+            ddpm.model, ddpm.schedule, s.sampler, steps, guidance_scale, s.eta, device
+        )
+        generate_synthetic_set(
+            out,
+            sample_fn=fn,
+            class_names=ddpm.class_names,
+            n_per_class=[n_per_class] * len(ddpm.class_names),
+            image_shape=ddpm.image_shape,
+            base_seed=seed,
+            provenance=provenance,
+            shard_size=s.shard_size,
+            batch_size=s.batch_size,
+            progress=progress,
+        )
 
     stages.run(name, done, run)
     return out
@@ -150,9 +178,17 @@ def real_pools(cfg: StudyConfig, data: PreparedData) -> tuple[Tensors, Tensors]:
     return (train[0][ti], train[1][ti]), (val[0][vi], val[1][vi])
 
 
-def classifier_cell(cfg: StudyConfig, mix: Mix, seed: int, run_dir: Path, real: Tensors,
-                    real_val: Tensors, syn: Tensors, data: PreparedData,
-                    progress: bool) -> dict[str, Any]:
+def classifier_cell(
+    cfg: StudyConfig,
+    mix: Mix,
+    seed: int,
+    run_dir: Path,
+    real: Tensors,
+    real_val: Tensors,
+    syn: Tensors,
+    data: PreparedData,
+    progress: bool,
+) -> dict[str, Any]:
     """Train and test one classifier for one (experiment, seed); skipped when finished."""
     from synthmix.runs.classifier import train_classifier
 
@@ -161,26 +197,57 @@ def classifier_cell(cfg: StudyConfig, mix: Mix, seed: int, run_dir: Path, real: 
         import json
 
         return dict(json.loads(result_path.read_text()))
-    mixed = build_mix(mix, cfg.mixes.semantics, real, real_val, syn, seed=cfg.data.split_seed,
-                      total=cfg.mixes.total)
-    ccfg = replace(cfg.classifier, train=replace(cfg.classifier.train, seed=seed),
-                   device=cfg.device, num_threads=cfg.num_threads)
+    mixed = build_mix(
+        mix,
+        cfg.mixes.semantics,
+        real,
+        real_val,
+        syn,
+        seed=cfg.data.split_seed,
+        total=cfg.mixes.total,
+    )
+    ccfg = replace(
+        cfg.classifier,
+        train=replace(cfg.classifier.train, seed=seed),
+        device=cfg.device,
+        num_threads=cfg.num_threads,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "mix.json", {"name": mix.name, "real": mix.real,
-                                             "synthetic": mix.synthetic,
-                                             "semantics": cfg.mixes.semantics,
-                                             "seed": seed, **mixed.sizes()})
+    atomic_write_json(
+        run_dir / "mix.json",
+        {
+            "name": mix.name,
+            "real": mix.real,
+            "synthetic": mix.synthetic,
+            "semantics": cfg.mixes.semantics,
+            "seed": seed,
+            **mixed.sizes(),
+        },
+    )
     write_run_info(run_dir, ccfg, {"kind": "classifier", "mix": mix.name})
-    metrics = train_classifier(ccfg, (mixed.train_x, mixed.train_y), (mixed.val_x, mixed.val_y),
-                               data.test, data.class_names, run_dir,
-                               resume=(run_dir / "checkpoints").is_dir(), progress=progress)
-    log.info("%s seed %d: macro-F1 %.4f, accuracy %.4f", mix.name, seed, metrics["macro_f1"],
-             metrics["accuracy"])
+    metrics = train_classifier(
+        ccfg,
+        (mixed.train_x, mixed.train_y),
+        (mixed.val_x, mixed.val_y),
+        data.test,
+        data.class_names,
+        run_dir,
+        resume=(run_dir / "checkpoints").is_dir(),
+        progress=progress,
+    )
+    log.info(
+        "%s seed %d: macro-F1 %.4f, accuracy %.4f",
+        mix.name,
+        seed,
+        metrics["macro_f1"],
+        metrics["accuracy"],
+    )
     return metrics
 
 
-def run_study(cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."),
-              progress: bool = True) -> dict[str, Any]:
+def run_study(
+    cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."), progress: bool = True
+) -> dict[str, Any]:
     """Run (or resume) the whole study in `study_dir`; returns results.json's content."""
     from synthmix.device import set_threads
     from synthmix.experiment.results import aggregate
@@ -194,16 +261,29 @@ def run_study(cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."),
     stages = StageLog(study_dir / "stages.json")
     t0 = time.perf_counter()
     data = prepare_data(cfg.data)
+    data.splits.save(study_dir / "splits.json")  # which real images each half may use
     ddpm_dir = stage_ddpm(cfg, study_dir, base_dir, stages, progress)
     s = cfg.synthetic
     seeds = list(range(cfg.seeds))
     set_for_seed: dict[int, Path] = {}
     for k in seeds if s.per_seed else [0]:
-        path = Path(s.path) if s.path else study_dir / "synthetic" / (
-            f"w{s.guidance_scale:g}-seed{s.seed + k}")
+        path = (
+            Path(s.path)
+            if s.path
+            else study_dir / "synthetic" / (f"w{s.guidance_scale:g}-seed{s.seed + k}")
+        )
         if not s.path:
-            synthetic_set(cfg, ddpm_dir, path, stages, f"synthetic-seed{s.seed + k}",
-                          s.guidance_scale, s.n_per_class, s.seed + k, progress)
+            synthetic_set(
+                cfg,
+                ddpm_dir,
+                path,
+                stages,
+                f"synthetic-seed{s.seed + k}",
+                s.guidance_scale,
+                s.n_per_class,
+                s.seed + k,
+                progress,
+            )
         set_for_seed[k] = path
     real, real_val = real_pools(cfg, data)
     cells: list[dict[str, Any]] = []
@@ -219,16 +299,26 @@ def run_study(cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."),
             t = time.perf_counter()
             metrics = classifier_cell(cfg, mix, k, run_dir, real, real_val, syn, data, progress)
             if name not in stages.stages:
-                stages.stages[name] = {"status": "done", "seconds": round(time.perf_counter() - t, 2)}
+                stages.stages[name] = {
+                    "status": "done",
+                    "seconds": round(time.perf_counter() - t, 2),
+                }
                 atomic_write_json(stages.path, stages.stages)
             runs.append({"seed": k, "run_dir": str(run_dir.relative_to(study_dir)), **metrics})
-        cells.append({"name": mix.name, "real": mix.real, "synthetic": mix.synthetic,
-                      "runs": runs})
+        cells.append({"name": mix.name, "real": mix.real, "synthetic": mix.synthetic, "runs": runs})
     sweep = guidance_sweep(cfg, study_dir, ddpm_dir, stages, real, real_val, data, progress)
     quality = synthetic_quality(cfg, study_dir, set_for_seed[0], data, cells, stages)
-    results = aggregate(cfg, study_dir, cells, sweep, quality, stages.stages,
-                        wall_seconds=time.perf_counter() - t0, ddpm_dir=ddpm_dir,
-                        synthetic_sets={str(k): str(p) for k, p in set_for_seed.items()})
+    results = aggregate(
+        cfg,
+        study_dir,
+        cells,
+        sweep,
+        quality,
+        stages.stages,
+        wall_seconds=time.perf_counter() - t0,
+        ddpm_dir=ddpm_dir,
+        synthetic_sets={str(k): str(p) for k, p in set_for_seed.items()},
+    )
     atomic_write_json(study_dir / "results.json", results)
     from synthmix.experiment.report import write_report
 
@@ -236,30 +326,53 @@ def run_study(cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."),
     return results
 
 
-def guidance_sweep(cfg: StudyConfig, study_dir: Path, ddpm_dir: Path, stages: StageLog,
-                   real: Tensors, real_val: Tensors, data: PreparedData,
-                   progress: bool) -> list[dict[str, Any]]:
+def guidance_sweep(
+    cfg: StudyConfig,
+    study_dir: Path,
+    ddpm_dir: Path,
+    stages: StageLog,
+    real: Tensors,
+    real_val: Tensors,
+    data: PreparedData,
+    progress: bool,
+) -> list[dict[str, Any]]:
     """Macro-F1 of classifiers trained on synthetic data only, for each guidance scale w."""
     sw = cfg.guidance_sweep
     out = []
     n = sw.n_per_class or cfg.synthetic.n_per_class
     for w in sw.scales:
         path = study_dir / "synthetic" / f"sweep-w{w:g}"
-        synthetic_set(cfg, ddpm_dir, path, stages, f"synthetic-sweep-w{w:g}", w, n,
-                      cfg.synthetic.seed, progress)
+        synthetic_set(
+            cfg,
+            ddpm_dir,
+            path,
+            stages,
+            f"synthetic-sweep-w{w:g}",
+            w,
+            n,
+            cfg.synthetic.seed,
+            progress,
+        )
         syn = load_synthetic_tensors(path)
         runs = []
         for k in range(sw.seeds):
             run_dir = study_dir / "guidance_sweep" / f"w{w:g}" / f"seed-{k}"
-            m = classifier_cell(cfg, Mix(f"w={w:g}", 0.0, 1.0), k, run_dir, real, real_val, syn,
-                                data, progress)
+            m = classifier_cell(
+                cfg, Mix(f"w={w:g}", 0.0, 1.0), k, run_dir, real, real_val, syn, data, progress
+            )
             runs.append({"seed": k, **m})
         out.append({"guidance_scale": w, "runs": runs})
     return out
 
 
-def synthetic_quality(cfg: StudyConfig, study_dir: Path, set_path: Path, data: PreparedData,
-                      cells: list[dict[str, Any]], stages: StageLog) -> dict[str, Any] | None:
+def synthetic_quality(
+    cfg: StudyConfig,
+    study_dir: Path,
+    set_path: Path,
+    data: PreparedData,
+    cells: list[dict[str, Any]],
+    stages: StageLog,
+) -> dict[str, Any] | None:
     """FID/KID/precision-recall in the feature space of the all-real classifier (Exp 1)."""
     import json
 
@@ -287,8 +400,15 @@ def synthetic_quality(cfg: StudyConfig, study_dir: Path, set_path: Path, data: P
         load_weights(best / "model.safetensors", net)
         syn = read_synthetic_set(set_path)
         metrics = evaluate_quality(
-            net, to_uint8_images(data.test[0]), data.test[1].numpy(), syn.images, syn.labels,
-            data.class_names, out_dir, max_images=cfg.quality.max_images, k=cfg.quality.k,
+            net,
+            to_uint8_images(data.test[0]),
+            data.test[1].numpy(),
+            syn.images,
+            syn.labels,
+            data.class_names,
+            out_dir,
+            max_images=cfg.quality.max_images,
+            k=cfg.quality.k,
             seed=cfg.data.split_seed,
         )
         metrics["feature_network"] = f"classifier {ref['name']} seed 0 ({run_dir.name})"

@@ -32,6 +32,11 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float()
 
 
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:120]}" if lines else type(error).__name__
+
+
 def _module_device(module: nn.Module) -> torch.device:
     for tensor in [*module.parameters(), *module.buffers()]:
         return tensor.device
@@ -105,7 +110,7 @@ class InceptionFeatureNet(nn.Module):
                 model = torch.jit.load(str(path), map_location=device)
         except Exception as e:  # torch raises RuntimeError/ValueError/zip errors alike
             raise DataError(
-                f"not a TorchScript model ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                f"not a TorchScript model ({_first_line(e)})",
                 path=path,
             ) from None
         self.model = model.eval()
@@ -120,8 +125,7 @@ class InceptionFeatureNet(nn.Module):
                 probe = self(torch.zeros(1, 3, 16, 16, dtype=torch.uint8, device=device))
             except Exception as e:
                 raise DataError(
-                    f"TorchScript model failed on a test image ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:120] if str(e) else ''})",
+                    f"TorchScript model failed on a test image ({_first_line(e)})",
                     path=path,
                 ) from None
         self.num_features: int = int(probe.shape[1])

@@ -35,9 +35,7 @@ class AugmentConfig:
 class ClassifierRunConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
     # The study: Adam 5e-4, batch 64, <= 100 epochs, patience 10, no EMA, no clipping.
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(ema_decay=None, grad_clip=None)
-    )
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(ema_decay=None, grad_clip=None))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval_batch_size: int = 512
     device: str = "auto"
@@ -49,7 +47,7 @@ def build_classifier(spec: dict[str, Any], in_channels: int, num_classes: int) -
     preset = spec.pop("preset", None)
     fixed = {"in_channels": in_channels, "num_classes": num_classes}
     try:
-        base = classifier_config(preset, **fixed) if preset else ClassifierConfig(**fixed)
+        base = classifier_config(preset or None, **fixed)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"classifier model preset: {e}") from None
     return ResNetClassifier(from_dict(ClassifierConfig, {**to_dict(base), **spec}, "model"))
@@ -80,8 +78,9 @@ class ClassifierTask:
         self.cfg = cfg
         self.val_x, self.val_y = (v.to(device) for v in val)
 
-    def train_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
+    def train_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         x = augment(x, self.cfg.augment, generator)
         return F.cross_entropy(model(x), y)
 
@@ -104,9 +103,16 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> 
     return torch.cat(out)  # (N, K)
 
 
-def train_classifier(cfg: ClassifierRunConfig, train: Tensors, val: Tensors, test: Tensors,
-                     class_names: tuple[str, ...], run_dir: Path, resume: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
+def train_classifier(
+    cfg: ClassifierRunConfig,
+    train: Tensors,
+    val: Tensors,
+    test: Tensors,
+    class_names: tuple[str, ...],
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train on `train`, early-stop on `val`, restore the best weights, score on `test`."""
     from synthmix.metrics.classification import classification_metrics
     from synthmix.plots import plot_confusion_matrix
@@ -127,14 +133,20 @@ def train_classifier(cfg: ClassifierRunConfig, train: Tensors, val: Tensors, tes
     logits = predict_logits(model, test[0].to(device), cfg.eval_batch_size)
     y_pred = logits.argmax(1).cpu().numpy()
     metrics = classification_metrics(test[1].numpy(), y_pred, class_names)
-    metrics.update({
-        "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss, "stop_reason": result.stop_reason,
-        "train_seconds": round(result.train_seconds, 2),
-        "images_per_second": round(result.images_per_second, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    })
-    plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), class_names,
-                          run_dir / "confusion_matrix.png")
+    metrics.update(
+        {
+            "epochs": result.epochs,
+            "steps": result.steps,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "stop_reason": result.stop_reason,
+            "train_seconds": round(result.train_seconds, 2),
+            "images_per_second": round(result.images_per_second, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    plot_confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]), class_names, run_dir / "confusion_matrix.png"
+    )
     atomic_write_json(result_path, metrics)
     return metrics

@@ -50,11 +50,13 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     """Load the data set, split it the study's way and scale it to [-1, 1]."""
     from synthmix.data import load_dataset, make_study_splits, to_model_tensor
 
-    raw = load_dataset(cfg.dataset, cfg.data_dir, channels=cfg.channels,
-                       image_size=cfg.image_size)
-    splits = make_study_splits(raw.train.labels, seed=cfg.split_seed,
-                               diffusion_fraction=cfg.diffusion_fraction,
-                               val_fraction=cfg.val_fraction)
+    raw = load_dataset(cfg.dataset, cfg.data_dir, channels=cfg.channels, image_size=cfg.image_size)
+    splits = make_study_splits(
+        raw.train.labels,
+        seed=cfg.split_seed,
+        diffusion_fraction=cfg.diffusion_fraction,
+        val_fraction=cfg.val_fraction,
+    )
 
     def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_model_tensor(images, cfg.image_size, cfg.resize, cfg.channels)
@@ -63,14 +65,18 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     train = raw.train
     return PreparedData(
         class_names=tuple(raw.class_names),
-        diffusion_train=tensors(train.images[splits.diffusion_train],
-                                train.labels[splits.diffusion_train]),
-        diffusion_val=tensors(train.images[splits.diffusion_val],
-                              train.labels[splits.diffusion_val]),
-        classifier_train=tensors(train.images[splits.classifier_train],
-                                 train.labels[splits.classifier_train]),
-        classifier_val=tensors(train.images[splits.classifier_val],
-                               train.labels[splits.classifier_val]),
+        diffusion_train=tensors(
+            train.images[splits.diffusion_train], train.labels[splits.diffusion_train]
+        ),
+        diffusion_val=tensors(
+            train.images[splits.diffusion_val], train.labels[splits.diffusion_val]
+        ),
+        classifier_train=tensors(
+            train.images[splits.classifier_train], train.labels[splits.classifier_train]
+        ),
+        classifier_val=tensors(
+            train.images[splits.classifier_val], train.labels[splits.classifier_val]
+        ),
         test=tensors(raw.test.images, raw.test.labels),
         splits=splits,
     )

@@ -61,7 +61,7 @@ def build_unet(spec: dict[str, Any], in_channels: int, image_size: int, num_clas
     preset = spec.pop("preset", None)
     fixed = {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes}
     try:
-        base = unet_config(preset, **fixed) if preset else UNetConfig(**fixed)
+        base = unet_config(preset or None, **fixed)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"unet.preset: {e}") from None
     merged = {**to_dict(base), **spec}
@@ -72,16 +72,26 @@ class DDPMTask:
     """eps-MSE with per-sample label dropout; validation is the plain conditional eps-MSE on
     the held-out split with a fixed seed, so it is comparable across epochs."""
 
-    def __init__(self, cfg: DDPMConfig, schedule: NoiseSchedule, val: tuple[torch.Tensor, ...],
-                 class_names: tuple[str, ...], device: torch.device):
+    def __init__(
+        self,
+        cfg: DDPMConfig,
+        schedule: NoiseSchedule,
+        val: tuple[torch.Tensor, ...],
+        class_names: tuple[str, ...],
+        device: torch.device,
+    ):
         self.cfg, self.schedule, self.device = cfg, schedule, device
         self.val_x, self.val_y = (v.to(device) for v in val)
         self.class_names = class_names
+        self.null_label = len(class_names)  # the U-Net's extra "no label" index
 
-    def train_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-        return ddpm_loss(model, self.schedule, x, y, p_uncond=self.cfg.p_uncond,
-                         generator=generator)
+    def train_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        return ddpm_loss(
+            model, self.schedule, x, y, p_uncond=self.cfg.p_uncond, generator=generator,
+            null_label=self.null_label,
+        )
 
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
@@ -92,7 +102,9 @@ class DDPMTask:
             x, y = self.val_x[i : i + bs], self.val_y[i : i + bs]
             if self.cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            total += ddpm_loss(model, self.schedule, x, y, p_uncond=0.0, generator=g).item() * len(x)
+            total += ddpm_loss(model, self.schedule, x, y, p_uncond=0.0, generator=g).item() * len(
+                x
+            )
             n += len(x)
         return total / max(n, 1)
 
@@ -100,15 +112,27 @@ class DDPMTask:
         every = self.cfg.sample.grid_every_epochs
         if epoch != 1 and not (every and epoch % every == 0):
             return {}
-        save_sample_grid(model, self.schedule, self.cfg.sample, self.class_names,
-                         run_dir / "samples" / f"epoch-{epoch:04d}.png", f"epoch {epoch}",
-                         self.device)
+        save_sample_grid(
+            model,
+            self.schedule,
+            self.cfg.sample,
+            self.class_names,
+            run_dir / "samples" / f"epoch-{epoch:04d}.png",
+            f"epoch {epoch}",
+            self.device,
+        )
         return {"sample_grid": f"samples/epoch-{epoch:04d}.png"}
 
 
-def save_sample_grid(model: nn.Module, schedule: NoiseSchedule, scfg: SampleConfig,
-                     class_names: tuple[str, ...], path: Path, title: str,
-                     device: torch.device) -> None:
+def save_sample_grid(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    scfg: SampleConfig,
+    class_names: tuple[str, ...],
+    path: Path,
+    title: str,
+    device: torch.device,
+) -> None:
     """One row per class, `grid_per_class` samples each, with fixed seeds across epochs."""
     from synthmix.data import to_uint8_images
     from synthmix.plots import save_class_grid
@@ -117,14 +141,23 @@ def save_sample_grid(model: nn.Module, schedule: NoiseSchedule, scfg: SampleConf
     labels = torch.arange(k, device=device).repeat_interleave(per)
     seeds = [scfg.seed * 1_000_000 + i for i in range(k * per)]
     model.eval()
-    x0 = sample(scfg.sampler, model, schedule, labels, PerImageNoise(seeds, device),
-                steps=scfg.steps, guidance_scale=scfg.guidance_scale, eta=scfg.eta)
+    x0 = sample(
+        scfg.sampler,
+        model,
+        schedule,
+        labels,
+        PerImageNoise(seeds, device),
+        steps=scfg.steps,
+        guidance_scale=scfg.guidance_scale,
+        eta=scfg.eta,
+    )
     title = f"{title} ({scfg.sampler}-{scfg.steps}, w={scfg.guidance_scale:g})"
     save_class_grid(to_uint8_images(x0.float().cpu()), class_names, per, path, title)
 
 
-def train_ddpm(cfg: DDPMConfig, run_dir: Path, resume: bool = False,
-               progress: bool = True) -> dict[str, Any]:
+def train_ddpm(
+    cfg: DDPMConfig, run_dir: Path, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Train (or resume) a DDPM run in `run_dir`; returns its train_summary."""
     set_threads(cfg.num_threads)
     device = select_device(cfg.device)
@@ -134,22 +167,42 @@ def train_ddpm(cfg: DDPMConfig, run_dir: Path, resume: bool = False,
     h, w, c = data.image_shape
     model = build_unet(cfg.unet, c, h, len(data.class_names))
     if dist.is_main():
-        write_run_info(run_dir, cfg, {
-            "kind": "ddpm", "class_names": list(data.class_names), "image_shape": [h, w, c],
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "unet": to_dict(model.cfg),
-            "sizes": {"train": len(data.diffusion_train[0]), "val": len(data.diffusion_val[0])},
-        })
+        write_run_info(
+            run_dir,
+            cfg,
+            {
+                "kind": "ddpm",
+                "class_names": list(data.class_names),
+                "image_shape": [h, w, c],
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "unet": to_dict(model.cfg),
+                "sizes": {"train": len(data.diffusion_train[0]), "val": len(data.diffusion_val[0])},
+            },
+        )
         data.splits.save(run_dir / "splits.json")
     schedule = NoiseSchedule.from_config(cfg.schedule).to(device)
     task = DDPMTask(cfg, schedule, data.diffusion_val, data.class_names, device)
-    result = fit(model, task, *data.diffusion_train, cfg.train, run_dir, device, resume=resume,
-                 progress=progress)
+    result = fit(
+        model,
+        task,
+        *data.diffusion_train,
+        cfg.train,
+        run_dir,
+        device,
+        resume=resume,
+        progress=progress,
+    )
     if dist.is_main():
         final = load_ddpm(run_dir, device=device)
-        save_sample_grid(final.model, final.schedule, cfg.sample, data.class_names,
-                         run_dir / "samples" / "final.png", f"final ({result.stop_reason})",
-                         device)
+        save_sample_grid(
+            final.model,
+            final.schedule,
+            cfg.sample,
+            data.class_names,
+            run_dir / "samples" / "final.png",
+            f"final ({result.stop_reason})",
+            device,
+        )
     dist.barrier()
     return json.loads((run_dir / "train_summary.json").read_text())
 
@@ -164,8 +217,12 @@ class TrainedDDPM:
     weights_file: Path
 
 
-def load_ddpm(run_dir: Path, which: Literal["best", "last"] = "best", use_ema: bool = True,
-              device: torch.device | None = None) -> TrainedDDPM:
+def load_ddpm(
+    run_dir: Path,
+    which: Literal["best", "last"] = "best",
+    use_ema: bool = True,
+    device: torch.device | None = None,
+) -> TrainedDDPM:
     """Rebuild a trained DDPM from its run directory (config + safetensors weights)."""
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
@@ -180,8 +237,11 @@ def load_ddpm(run_dir: Path, which: Literal["best", "last"] = "best", use_ema: b
     model = build_unet(cfg.unet, c, h, len(class_names))
     folder = find_checkpoint(run_dir / "checkpoints" / which)
     if folder is None:
-        raise SynthmixError(f"no {which!r} checkpoint yet", path=run_dir / "checkpoints",
-                            hint="train it first with `synthmix train-ddpm`")
+        raise SynthmixError(
+            f"no {which!r} checkpoint yet",
+            path=run_dir / "checkpoints",
+            hint="train it first with `synthmix train-ddpm`",
+        )
     ema_file = folder / "ema.safetensors"
     weights = ema_file if use_ema and ema_file.is_file() else folder / "model.safetensors"
     load_weights(weights, model)

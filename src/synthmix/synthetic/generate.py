@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthmix.data import to_uint8_images
 from synthmix.errors import ConfigError, DataError, SynthmixError
 from synthmix.files import sha256_file
 from synthmix.synthetic.format import (
@@ -196,9 +197,9 @@ def _check_existing(out_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] |
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError("exists and is not a directory", path=out_dir)
     if not (out_dir / MANIFEST_NAME).exists():
-        foreign = sorted(
-            p.name for p in out_dir.glob("*") if not SHARD_PATTERN.fullmatch(p.name)
-        ) + sorted(p.name for p in out_dir.glob(".*") if not _is_temp(p.name))
+        # Other ranks may be writing shards (and rank 0 the manifest) here right now.
+        names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+        foreign = [n for n in names if not (SHARD_PATTERN.fullmatch(n) or _is_temp(n))]
         if foreign:
             raise DataError(
                 f"is not empty ({foreign[0]}, ...) and holds no synthetic set", path=out_dir,
@@ -350,15 +351,9 @@ def _sample_rows(
                 f"sampler returned non-finite values for seeds {seeds[0]}..{seeds[-1]}",
                 hint="the checkpoint may have diverged",
             )
-        parts.append(_to_uint8_images(x0))
+        parts.append(to_uint8_images(x0))  # (B, H, W, C)
         on_batch(hi - lo)
     return np.concatenate(parts)
-
-
-def _to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, the inverse of x / 127.5 - 1."""
-    x = x.detach().float().cpu().clamp(-1.0, 1.0)
-    return ((x + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _finish(

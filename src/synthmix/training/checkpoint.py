@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -88,7 +88,7 @@ def load_weights(path: Path, model: nn.Module) -> None:
         raise SynthmixError("checkpoint weights not found", path=path)
     try:
         tensors = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise SynthmixError(f"not a readable safetensors file ({e})", path=path) from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
@@ -107,7 +107,9 @@ def load_state(folder: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a bad/unsafe file
-        raise SynthmixError(f"cannot read training state ({type(e).__name__}: {e})", path=path)
+        raise SynthmixError(
+            f"cannot read training state ({type(e).__name__}: {e})", path=path
+        ) from None
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

@@ -25,8 +25,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         d = self.decay_at(step)
-        ema_params = list(self.shadow.parameters())
-        params = list(model.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - d)
+        ema_params: list[torch.Tensor] = list(self.shadow.parameters())
+        params: list[torch.Tensor] = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
         for b_ema, b in zip(self.shadow.buffers(), model.buffers()):
             b_ema.copy_(b)

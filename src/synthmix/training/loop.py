@@ -167,8 +167,12 @@ def fit(
         if cfg.steps_per_epoch:
             n_batches = min(n_batches, cfg.steps_per_epoch)
         bar = tqdm(
-            total=n_batches, initial=state.batch, desc=f"epoch {state.epoch + 1}",
-            disable=not (progress and rank == 0), leave=False, dynamic_ncols=True,
+            total=n_batches,
+            initial=state.batch,
+            desc=f"epoch {state.epoch + 1}",
+            disable=not (progress and rank == 0),
+            leave=False,
+            dynamic_ncols=True,
         )
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -178,8 +182,9 @@ def fit(
             x, y = train_x[idx], train_y[idx]
             if cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = _train_step(train_model, task, x, y, optimizer, scaler, cfg, state.step,
-                               rank, device, amp_dtype)
+            loss = _train_step(
+                train_model, task, x, y, optimizer, scaler, cfg, state.step, rank, device, amp_dtype
+            )
             if ema is not None:
                 ema.update(model, state.step)
             loss_sum += loss.detach()
@@ -192,14 +197,28 @@ def fit(
             t0 = now
             bar.update(1)
             if progress and rank == 0 and (n_steps % 10 == 0 or state.batch == n_batches):
-                bar.set_postfix(loss=f"{loss_sum.item() / n_steps:.4f}",
-                                img_s=f"{state.images / max(state.elapsed, 1e-9):.0f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / n_steps:.4f}",
+                    img_s=f"{state.images / max(state.elapsed, 1e-9):.0f}",
+                )
             if cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0:
                 _save_last(ckpt_dir, model, ema, optimizer, scaler, state, cfg)
         bar.close()
         epoch_done = state.batch >= n_batches
-        _end_epoch(state, task, eval_model, model, ema, optimizer, scaler, cfg, run_dir,
-                   loss_sum, n_steps, epoch_done)
+        _end_epoch(
+            state,
+            task,
+            eval_model,
+            model,
+            ema,
+            optimizer,
+            scaler,
+            cfg,
+            run_dir,
+            loss_sum,
+            n_steps,
+            epoch_done,
+        )
     if rank == 0:
         _write_summary(run_dir, state, cfg)
     dist.barrier()
@@ -210,7 +229,8 @@ def raise_exists(run_dir: Path) -> None:
     from synthmix.errors import SynthmixError
 
     raise SynthmixError(
-        "run directory already holds a checkpoint", path=run_dir,
+        "run directory already holds a checkpoint",
+        path=run_dir,
         hint="pass --resume to continue it, or choose another run directory",
     )
 
@@ -288,8 +308,9 @@ def _end_epoch(
     train_loss /= max(1, n_steps * dist.world_size())
     record: dict[str, Any] = {}
     if dist.is_main():
-        record = _validate(state, task, eval_model, model, ema, cfg, run_dir, train_loss,
-                           epoch_done)
+        record = _validate(
+            state, task, eval_model, model, ema, cfg, run_dir, train_loss, epoch_done
+        )
     record = dict(dist.broadcast_object(record))  # type: ignore[call-overload]
     if record:
         state.history.append(record)
@@ -323,12 +344,15 @@ def _validate(
     bad = state.bad_epochs
     if improved:
         best_val, best_epoch, bad = val_loss, state.epoch, 0
-        save_checkpoint(run_dir / "checkpoints" / "best", model,
-                        ema.shadow if ema else None,
-                        meta={"epoch": state.epoch, "step": state.step, "val_loss": val_loss})
+        save_checkpoint(
+            run_dir / "checkpoints" / "best",
+            model,
+            ema.shadow if ema else None,
+            meta={"epoch": state.epoch, "step": state.step, "val_loss": val_loss},
+        )
     elif epoch_done:
         bad += 1
-    record = {
+    record: dict[str, Any] = {
         "epoch": state.epoch + (1 if epoch_done else 0),
         "partial_epoch": not epoch_done,
         "step": state.step,
@@ -343,8 +367,13 @@ def _validate(
     }
     record.update(task.on_epoch_end(eval_model, record["epoch"], run_dir))
     log.info(
-        "epoch %d  step %d  train %.4f  val %.4f%s  (%.0f img/s)", record["epoch"], state.step,
-        train_loss, val_loss, " *" if improved else "", record["images_per_s"],
+        "epoch %d  step %d  train %.4f  val %.4f%s  (%.0f img/s)",
+        record["epoch"],
+        state.step,
+        train_loss,
+        val_loss,
+        " *" if improved else "",
+        record["images_per_s"],
     )
     return record
 

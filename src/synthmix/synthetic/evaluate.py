@@ -1,0 +1,533 @@
+"""How good is a synthetic set? Distribution metrics, a memorisation check, and CAS.
+
+`evaluate_quality` compares synthetic with real images in a feature space (FID, KID,
+precision/recall of Kynkäänniemi et al. 2019, per class) and looks for copies of real images
+by nearest neighbours in pixel space, next to the same statistic for real images so the
+distance means something. `classification_accuracy_score` (CAS, Ravuri & Vinyals 2019) trains
+one classifier recipe on the synthetic set and one on as many real images of the classifier
+half (which the DDPM never saw), and tests both on the real test set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthmix.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from synthmix.classifier.resnet import ResNetClassifier
+    from synthmix.runs.classifier import ClassifierRunConfig
+    from synthmix.runs.common import DataConfig, PreparedData
+    from synthmix.synthetic.format import SyntheticSet
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_PER_CLASS = 2  # synthetic images per class shown next to their nearest real ones
+MAX_EXAMPLE_ROWS = 40
+NEIGHBOURS_SHOWN = 3
+GRID_PER_CLASS = 10
+SAMPLES_PNG = "samples_per_class.png"
+NEIGHBOURS_PNG = "nearest_neighbours.png"
+PIXEL_DISTANCE = "Euclidean distance over all H*W*C pixels scaled to [0, 1]"
+# Two different uint8 images are >= 1/255 apart; cdist's matmul path leaves ~1e-8 on copies.
+COPY_TOLERANCE = 0.5 / 255
+CAS_SYN_VAL_FRACTION = 0.1
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """Real images searched for near-copies: ideally the DDPM's own training images."""
+
+    images: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,)
+    description: str
+
+
+@contextmanager
+def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[part] = round(timings.get(part, 0.0) + time.perf_counter() - start, 3)
+
+
+def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most `max_images` labels, class-stratified; all of them if fewer."""
+    from synthmix.experiment.mixes import stratified_prefix
+
+    labels = np.asarray(labels)
+    if len(labels) <= max_images:
+        return np.arange(len(labels))
+    return stratified_prefix(labels, None, seed, count=max_images)
+
+
+def _check_side(what: str, images: np.ndarray, labels: Any, num_classes: int,
+                min_images: int) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"{what} images must be uint8 (N, H, W, C), got {images.dtype} "
+                         f"{images.shape}")
+    if len(labels) != len(images):
+        raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what}: labels must be in 0..{num_classes - 1}")
+    if len(images) < min_images:
+        raise DataError(f"{what}: {len(images)} images; the metrics need at least {min_images}")
+    return images, labels
+
+
+def evaluate_quality(
+    feature_classifier: nn.Module,
+    real_images: np.ndarray,
+    real_labels: np.ndarray,
+    syn_images: np.ndarray,
+    syn_labels: np.ndarray,
+    class_names: Sequence[str],
+    out_dir: Path,
+    *,
+    max_images: int = 5000,
+    k: int = 3,
+    seed: int = 0,
+    inception: str | None = None,
+    reference: Reference | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """FID/KID, precision/recall (overall and per class) and a memorisation check of uint8 NHWC
+    synthetic vs real images; writes the two PNGs into `out_dir`, returns JSON-able numbers.
+
+    `reference` is where copies are looked for (default: `real_images`, leave-one-out).
+    """
+    from synthmix.metrics.features import FeatureNet, extract_features
+    from synthmix.metrics.generative import precision_recall
+
+    if max_images < k + 1:
+        raise ConfigError(f"max_images={max_images} must exceed k={k}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    n_classes = len(class_names)
+    real_images, real_labels = _check_side("real", real_images, real_labels, n_classes, k + 1)
+    syn_images, syn_labels = _check_side("synthetic", syn_images, syn_labels, n_classes, k + 1)
+    if real_images.shape[1:] != syn_images.shape[1:]:
+        raise DataError(f"real images are {real_images.shape[1:]} (H, W, C) but synthetic ones "
+                        f"{syn_images.shape[1:]}")
+    with _timed(timings, "subsample"):
+        real_idx = stratified_subsample(real_labels, max_images, seed)
+        syn_idx = stratified_subsample(syn_labels, max_images, seed + 1)
+    net = FeatureNet(feature_classifier)  # type: ignore[arg-type]
+    with _timed(timings, "features"):
+        real_f = extract_features(net, real_images[real_idx], progress=progress)  # (Nr, D)
+        syn_f = extract_features(net, syn_images[syn_idx], progress=progress)  # (Ns, D)
+    result: dict[str, Any] = {
+        "feature_space": net.name, "feature_dim": int(real_f.shape[1]),
+        "n_real": len(real_idx), "n_synthetic": len(syn_idx),
+        "n_real_available": len(real_images), "n_synthetic_available": len(syn_images),
+        "max_images": max_images, "k": k, "seed": seed,
+    }
+    with _timed(timings, "fid_kid"):
+        result.update(_fid_kid(real_f, syn_f, seed))
+    with _timed(timings, "precision_recall"):
+        result.update(precision_recall(real_f, syn_f, k))
+    with _timed(timings, "per_class"):
+        result.update(_per_class(real_f, real_labels[real_idx], syn_f, syn_labels[syn_idx],
+                                 class_names, k))
+    with _timed(timings, "memorisation"):
+        if reference is None:
+            reference = Reference(real_images, real_labels,
+                                  "the real images compared against (each one left out)")
+            own = real_idx  # a real query's own index in the reference, excluded
+            ref_f = real_f if len(real_idx) == len(real_images) else None
+        else:
+            own, ref_f = None, None
+        if ref_f is None:
+            ref_f = extract_features(net, reference.images, progress=progress)
+        memo, examples = memorisation_check(
+            syn_images[syn_idx], syn_labels[syn_idx], syn_f, real_images[real_idx], own,
+            reference, ref_f, seed)
+        for e in examples:
+            e["synthetic_index"] = int(syn_idx[e.pop("row")])
+        result["memorisation"] = memo
+        result["memorisation_examples"] = examples
+    with _timed(timings, "figures"):
+        _samples_grid(syn_images, syn_labels, class_names, seed, out_dir / SAMPLES_PNG)
+        _neighbours_figure(syn_images, examples, reference, class_names, out_dir / NEIGHBOURS_PNG)
+    result["files"] = {"samples_per_class": SAMPLES_PNG, "nearest_neighbours": NEIGHBOURS_PNG}
+    if inception:
+        with _timed(timings, "inception"):
+            device = next(feature_classifier.parameters()).device
+            result["inception"] = _inception_metrics(
+                inception, device, real_images[real_idx], syn_images[syn_idx], seed, progress)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    result["timings_s"] = timings
+    return result
+
+
+def _fid_kid(real_f: torch.Tensor, syn_f: torch.Tensor, seed: int) -> dict[str, Any]:
+    from synthmix.metrics.generative import frechet_distance, kernel_distance
+
+    kid_mean, kid_std = kernel_distance(real_f, syn_f, seed=seed)
+    out: dict[str, Any] = {
+        "fid": frechet_distance(real_f, syn_f), "kid_mean": kid_mean, "kid_std": kid_std,
+        "kid_subset_size": min(1000, real_f.shape[0], syn_f.shape[0]),
+    }
+    if min(real_f.shape[0], syn_f.shape[0]) < 2 * real_f.shape[1]:
+        # Too few samples for a D x D covariance: FID is biased upwards; compare like with like.
+        out["fid_note"] = f"fewer than 2 x {real_f.shape[1]} feature dims images per side"
+    return out
+
+
+def _per_class(real_f: torch.Tensor, real_y: np.ndarray, syn_f: torch.Tensor,
+               syn_y: np.ndarray, class_names: Sequence[str], k: int) -> dict[str, Any]:
+    """Per-class precision/recall/FID as {class name: {...}} (a table in reports)."""
+    from synthmix.metrics.generative import per_class_metrics_from_features
+
+    pc = per_class_metrics_from_features(real_f, real_y, syn_f, syn_y, len(class_names), k,
+                                         class_names=class_names)
+    table = {
+        e["name"]: {"n_real": e["n_real"], "n_synthetic": e["n_fake"],
+                    "precision": e["precision"], "recall": e["recall"], "fid": e["fid"]}
+        for e in pc["per_class"]
+    }
+    return {"per_class": table, "per_class_min_fid_samples": pc["min_fid_samples"]}
+
+
+def _pixels(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images.reshape(len(images), -1)).to(torch.float64) / 255.0  # (N, P)
+
+
+def _snap(d: torch.Tensor) -> torch.Tensor:
+    """Distances below COPY_TOLERANCE are copies: exactly 0."""
+    return torch.where(d < COPY_TOLERANCE, torch.zeros_like(d), d)
+
+
+def _stats(d: torch.Tensor) -> dict[str, float]:
+    return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
+
+
+def baseline_distances(queries: np.ndarray, own: np.ndarray | None,
+                       ref_pixels: torch.Tensor) -> torch.Tensor:
+    """Nearest-reference pixel distance of real query images; a query's own row (`own`) in
+    the reference is skipped, so real images are compared with *other* real images."""
+    from synthmix.metrics.generative import nearest_neighbours
+
+    if own is None:
+        return _snap(nearest_neighbours(ref_pixels, _pixels(queries), k=1)[0][:, 0])
+    if ref_pixels.shape[0] < 2:
+        raise DataError("the memorisation baseline needs at least 2 real images")
+    dist, idx = nearest_neighbours(ref_pixels, _pixels(queries), k=2)  # (Nq, 2)
+    is_self = idx[:, 0] == torch.as_tensor(own)
+    return _snap(torch.where(is_self, dist[:, 1], dist[:, 0]))  # (Nq,)
+
+
+def memorisation_check(
+    syn_images: np.ndarray, syn_labels: np.ndarray, syn_f: torch.Tensor,
+    real_queries: np.ndarray, own: np.ndarray | None, reference: Reference,
+    ref_f: torch.Tensor, seed: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Nearest reference image of every synthetic image in pixel space, next to the same
+    distance for real images; plus examples (2 per class) with pixel and feature neighbours."""
+    from synthmix.metrics.generative import nearest_neighbours
+
+    ref_pixels = _pixels(reference.images)  # (Nref, P)
+    k = min(NEIGHBOURS_SHOWN, len(reference.images))
+    syn_d, syn_nn = nearest_neighbours(ref_pixels, _pixels(syn_images), k=k)  # (Ns, k)
+    syn_d = _snap(syn_d)
+    base_d = baseline_distances(real_queries, own, ref_pixels)
+    feat_d, feat_nn = nearest_neighbours(ref_f, syn_f, k=1)  # (Ns, 1)
+    ref_y = torch.as_tensor(np.asarray(reference.labels))
+    syn_y = torch.as_tensor(syn_labels)
+    d1 = syn_d[:, 0]
+    memo = {
+        "reference": reference.description,
+        "n_reference": len(reference.images),
+        "distance": PIXEL_DISTANCE,
+        "synthetic_nn_distance": _stats(d1),
+        "real_nn_distance": _stats(base_d),
+        "n_real_queries": len(real_queries),
+        # ~1 when synthetic images sit as far from the reference as fresh real ones do.
+        "mean_ratio_synthetic_to_real": float(d1.mean() / base_d.mean().clamp_min(1e-12)),
+        "exact_copies": int((d1 == 0).sum()),
+        # Closer to a reference image than any real image is: the suspects worth looking at.
+        "fraction_closer_than_any_real": float((d1 < base_d.min()).double().mean()),
+        "pixel_nn_same_class": float((ref_y[syn_nn[:, 0]] == syn_y).double().mean()),
+        "feature_nn_same_class": float((ref_y[feat_nn[:, 0]] == syn_y).double().mean()),
+    }
+    rows = _example_rows(syn_labels, seed)
+    examples = [{
+        "row": int(r), "class": int(syn_labels[r]),
+        "pixel_nn": [int(i) for i in syn_nn[r]],
+        "pixel_nn_distance": [round(float(d), 4) for d in syn_d[r]],
+        "feature_nn": int(feat_nn[r, 0]),
+        "feature_nn_pixel_distance": round(float(torch.dist(
+            _pixels(syn_images[r : r + 1])[0], ref_pixels[feat_nn[r, 0]])), 4),
+    } for r in rows]
+    return memo, examples
+
+
+def _example_rows(labels: np.ndarray, seed: int) -> list[int]:
+    """EXAMPLES_PER_CLASS random rows of each class, class by class, at most MAX_EXAMPLE_ROWS."""
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rows += sorted(rng.choice(idx, min(EXAMPLES_PER_CLASS, len(idx)), replace=False).tolist())
+    if len(rows) > MAX_EXAMPLE_ROWS:
+        rows = sorted(rng.choice(rows, MAX_EXAMPLE_ROWS, replace=False).tolist(),
+                      key=lambda r: (labels[r], r))
+    return rows
+
+
+def _samples_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                  seed: int, path: Path) -> None:
+    """GRID_PER_CLASS random synthetic images per class, one row per class (blank if fewer)."""
+    from synthmix.plots import save_class_grid
+
+    rng = np.random.default_rng(seed)
+    per_class = min(GRID_PER_CLASS, max(int(np.bincount(labels).max()), 1))
+    grid = np.zeros((len(class_names) * per_class, *images.shape[1:]), dtype=np.uint8)
+    for c in range(len(class_names)):
+        idx = np.flatnonzero(labels == c)
+        pick = np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False))
+        grid[c * per_class : c * per_class + len(pick)] = images[pick]
+    save_class_grid(grid, class_names, per_class, path,
+                    title=f"{per_class} random synthetic images per class")
+
+
+def _neighbours_figure(syn_images: np.ndarray, examples: list[dict[str, Any]],
+                       reference: Reference, class_names: Sequence[str], path: Path) -> None:
+    """Rows: a synthetic image, its nearest reference images in pixel space, its nearest in
+    feature space; the row label gives the class and the pixel distance to neighbour 1."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    from synthmix.files import atomic_write_bytes
+    from synthmix.plots import tile_images
+
+    k = len(examples[0]["pixel_nn"]) if examples else 0
+    columns = ["synthetic", *(f"pixel NN {i + 1}" for i in range(k)), "feature NN"]
+    tiles = []
+    for e in examples:
+        tiles.append(syn_images[e["synthetic_index"]])
+        tiles += [reference.images[i] for i in (*e["pixel_nn"], e["feature_nn"])]
+    h, w = syn_images.shape[1:3]
+    grid = tile_images(np.stack(tiles), nrow=len(columns))  # (rows*(h+1)+1, cols*(w+1)+1, C)
+    cell = max(0.35, 0.6 * h / 16)
+    fig = Figure(figsize=(1.6 + len(columns) * cell * 1.2, 0.8 + len(examples) * cell))
+    ax = fig.add_subplot()
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([1 + (w + 1) * i + w / 2 - 0.5 for i in range(len(columns))])
+    ax.set_xticklabels(columns, fontsize=6, rotation=30)
+    ax.xaxis.tick_top()
+    ax.set_yticks([1 + (h + 1) * i + h / 2 - 0.5 for i in range(len(examples))])
+    ax.set_yticklabels([f"{class_names[e['class']]}  d={e['pixel_nn_distance'][0]:.2f}"
+                        for e in examples], fontsize=6)
+    ax.set_title(f"nearest images in: {reference.description}", fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _inception_metrics(path: str, device: torch.device, real: np.ndarray, syn: np.ndarray,
+                       seed: int, progress: bool) -> dict[str, Any]:
+    """The classic FID/KID in Inception-V3 pool space (a user-provided TorchScript file)."""
+    from synthmix.metrics.features import InceptionFeatureNet, extract_features
+
+    net = InceptionFeatureNet(path, device)
+    real_f = extract_features(net, real, batch_size=64, progress=progress)
+    syn_f = extract_features(net, syn, batch_size=64, progress=progress)
+    return {"feature_space": net.name, "model": str(path), "feature_dim": int(real_f.shape[1]),
+            **_fid_kid(real_f, syn_f, seed)}
+
+
+# --- Classification accuracy score (CAS) -------------------------------------------------
+
+
+def check_compatible(syn: SyntheticSet, data: PreparedData, real_name: str) -> None:
+    """The real data set must have the set's class names (in order) and image shape."""
+    if tuple(syn.class_names) != tuple(data.class_names):
+        raise DataError(
+            f"class names {list(syn.class_names)} differ from those of {real_name!r} "
+            f"{list(data.class_names)}",
+            path=syn.path / "manifest.json",
+            hint="evaluate a set against the data set its DDPM was trained on",
+        )
+    shape = tuple(int(d) for d in syn.manifest["image_shape"])
+    if shape != data.image_shape:
+        raise DataError(
+            f"images are {shape} (H, W, C) but {real_name!r} prepared is {data.image_shape}",
+            path=syn.path / "manifest.json",
+            hint="set --image-size/--channels/--resize to how the DDPM's data was prepared",
+        )
+
+
+def set_fingerprint(syn: SyntheticSet) -> str:
+    """sha256 over the shard checksums: names the set's exact content."""
+    import hashlib
+
+    shas = "".join(str(s.get("sha256")) for s in syn.manifest["shards"])
+    return hashlib.sha256(shas.encode()).hexdigest()
+
+
+@dataclass
+class CasData:
+    """Training and validation images of one seed's two CAS classifiers."""
+
+    synthetic_train: Tensors
+    synthetic_val: Tensors
+    real_train: Tensors
+    real_val: Tensors
+
+
+def cas_data(syn: Tensors, data: PreparedData, seed: int) -> CasData:
+    """Synthetic: 10% of the set held out (stratified); real: as many training images from the
+    classifier half, validated on the same share of its validation split (as the mixes do)."""
+    from synthmix.experiment.mixes import stratified_prefix
+
+    sx, sy = syn
+    (rx, ry), (vx, vy) = data.classifier_train, data.classifier_val
+    val_mask = np.zeros(len(sy), dtype=bool)
+    val_mask[stratified_prefix(sy.numpy(), CAS_SYN_VAL_FRACTION, seed)] = True
+    pool = np.flatnonzero(~val_mask)
+    n = min(len(pool), len(ry))  # equal sizes; only a huge set is cut to the real pool's size
+    syn_idx = pool[stratified_prefix(sy.numpy()[pool], None, seed + 1, count=n)]
+    real_idx = stratified_prefix(ry.numpy(), None, seed + 2, count=n)
+    real_val_idx = stratified_prefix(vy.numpy(), n / len(ry), seed + 3)
+    if n < 1 or len(real_val_idx) < 1:
+        raise DataError(f"CAS needs training and validation images; got {n} and "
+                        f"{len(real_val_idx)} (synthetic set of {len(sy)}, real pool {len(ry)})")
+    val_t = torch.as_tensor(val_mask)
+
+    def take(x: torch.Tensor, y: torch.Tensor, idx: np.ndarray) -> Tensors:
+        i = torch.as_tensor(idx, dtype=torch.int64)
+        return x[i], y[i]
+
+    return CasData((sx[torch.as_tensor(syn_idx)], sy[torch.as_tensor(syn_idx)]),
+                   (sx[val_t], sy[val_t]), take(rx, ry, real_idx), take(vx, vy, real_val_idx))
+
+
+def _cas_run(role: str, seed: int, cfg: ClassifierRunConfig, train: Tensors, val: Tensors,
+             data: PreparedData, source: str, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train and test one CAS classifier; a finished run of the same recipe is reused."""
+    from synthmix.config import to_dict
+    from synthmix.files import atomic_write_json
+    from synthmix.runs.classifier import train_classifier
+    from synthmix.runs.common import write_run_info
+
+    ccfg = replace(cfg, train=replace(cfg.train, seed=seed))
+    recipe = to_dict(replace(ccfg, device="auto", num_threads=None))
+    identity = json.loads(json.dumps({"role": role, "seed": seed, "source": source,
+                                      "n_train": len(train[1]), "n_val": len(val[1]),
+                                      "recipe": recipe}))
+    id_path = run_dir / "cas_run.json"
+    if id_path.is_file() and json.loads(id_path.read_text()) != identity:
+        raise ConfigError("this CAS run was made with other data or settings", path=run_dir,
+                          hint="choose another --out, or delete the directory to redo it")
+    result_path = run_dir / "test_metrics.json"
+    if result_path.is_file():
+        log.info("CAS %s seed %d: reusing %s", role, seed, run_dir)
+        metrics = dict(json.loads(result_path.read_text()))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(id_path, identity)
+        write_run_info(run_dir, ccfg, {"kind": "cas", "role": role})
+        metrics = train_classifier(ccfg, train, val, data.test, data.class_names, run_dir,
+                                   resume=(run_dir / "checkpoints").is_dir(), progress=progress)
+    keep = ("macro_f1", "accuracy", "epochs", "best_epoch", "train_seconds")
+    return {"seed": seed, **{key: metrics.get(key) for key in keep},
+            "n_train": identity["n_train"], "n_val": identity["n_val"]}
+
+
+def _real_source(data_cfg: DataConfig) -> str:
+    return (f"{data_cfg.dataset} classifier half, split seed {data_cfg.split_seed}, "
+            f"size {data_cfg.image_size} ({data_cfg.resize}), channels {data_cfg.channels}")
+
+
+def classification_accuracy_score(
+    syn_set_path: str | Path,
+    data_cfg: DataConfig,
+    classifier_cfg: ClassifierRunConfig,
+    out_dir: Path,
+    *,
+    seeds: int = 1,
+    progress: bool = True,
+    prepared: PreparedData | None = None,
+    synthetic: SyntheticSet | None = None,
+    roles: Sequence[str] = ("synthetic", "real"),
+) -> dict[str, Any]:
+    """CAS: one recipe trained on the synthetic set vs on as many real images, both tested on
+    the real test set; macro-F1 and accuracy as mean ± std over `seeds`, and the gap.
+
+    Run directories: out_dir/<role>/seed-<k>. `roles=("real",)` trains only the real side.
+    """
+    from synthmix.data import to_model_tensor
+    from synthmix.device import derive_seed
+    from synthmix.metrics.classification import mean_std
+    from synthmix.runs.common import prepare_data
+    from synthmix.synthetic.format import read_synthetic_set
+
+    start = time.perf_counter()
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    syn = synthetic if synthetic is not None else read_synthetic_set(syn_set_path)
+    data = prepared if prepared is not None else prepare_data(data_cfg)
+    check_compatible(syn, data, data_cfg.dataset)
+    syn_t = (to_model_tensor(syn.images, None), torch.as_tensor(syn.labels, dtype=torch.int64))
+    sources = {"synthetic": f"synthetic set {set_fingerprint(syn)}",
+               "real": _real_source(data_cfg)}
+    runs: dict[str, list[dict[str, Any]]] = {role: [] for role in roles}
+    for s in range(seeds):
+        split = cas_data(syn_t, data, derive_seed(data_cfg.split_seed, s) % 2**32)
+        sets = {"synthetic": (split.synthetic_train, split.synthetic_val),
+                "real": (split.real_train, split.real_val)}
+        for role in roles:
+            run_dir = Path(out_dir) / role / f"seed-{s}"
+            entry = _cas_run(role, s, classifier_cfg, *sets[role], data, sources[role],
+                             run_dir, progress)
+            runs[role].append({**entry, "run_dir": f"{role}/seed-{s}"})
+    result: dict[str, Any] = {"seeds": seeds, "n_test": len(data.test[1])}
+    for role, entries in runs.items():
+        result[role] = {m: mean_std([e[m] for e in entries]) for m in ("macro_f1", "accuracy")}
+        result[role]["runs"] = entries
+        result[role]["train_seconds"] = round(sum(e["train_seconds"] or 0 for e in entries), 2)
+    if "synthetic" in runs and "real" in runs:
+        result["gap_real_minus_synthetic"] = {m: mean_std(
+            [r[m] - y[m] for r, y in zip(runs["real"], runs["synthetic"], strict=True)])
+            for m in ("macro_f1", "accuracy")}
+        # Ravuri & Vinyals' CAS is the accuracy; the ratio puts it on the real recipe's scale.
+        result["cas"] = result["synthetic"]["accuracy"]["mean"]
+        result["cas_ratio_to_real"] = result["cas"] / max(result["real"]["accuracy"]["mean"],
+                                                          1e-12)
+    result["feature_run_dir"] = "real/seed-0"
+    result["wall_seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def load_feature_classifier(run_dir: Path, classifier_cfg: ClassifierRunConfig,
+                            in_channels: int, num_classes: int) -> ResNetClassifier:
+    """The best weights of a finished classifier run, to serve as the feature network."""
+    from synthmix.runs.classifier import build_classifier
+    from synthmix.training.checkpoint import find_checkpoint, load_weights
+
+    net = build_classifier(classifier_cfg.model, in_channels, num_classes)
+    best = find_checkpoint(Path(run_dir) / "checkpoints" / "best")
+    if best is None:
+        raise ConfigError("classifier run has no best checkpoint", path=run_dir)
+    load_weights(best / "model.safetensors", net)
+    return net.eval()

@@ -1,0 +1,128 @@
+"""A tiny study end to end (seconds): every stage, the report, no leakage, resume after a crash."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthmix.cli import main
+from synthmix.config import load_config
+from synthmix.data import StudySplits
+from synthmix.experiment.config import StudyConfig
+from synthmix.experiment.study import run_study
+
+TINY_STUDY = """
+name: tiny
+data: {dataset: digits, image_size: 8, resize: resize}
+ddpm:
+  overrides:
+    schedule: {T: 50}
+    unet: {preset: tiny}
+    train: {max_steps: 4, steps_per_epoch: 2, batch_size: 32, ema_decay: 0.9}
+    sample: {sampler: ddim, steps: 2, grid_per_class: 2, grid_every_epochs: 1}
+synthetic: {n_per_class: 6, sampler: dpmpp, steps: 2, guidance_scale: 2.0, batch_size: 30,
+            shard_size: 20}
+classifier:
+  model: {preset: tiny}
+  train: {max_epochs: 2, patience: 1, batch_size: 32, ema_decay: null, grad_clip: null}
+mixes: {semantics: fraction-of-pools}
+seeds: 2
+guidance_sweep: {scales: [0.0, 1.0], n_per_class: 4, seeds: 1}
+quality: {enabled: true, max_images: 100, k: 2}
+num_threads: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    (root / "tiny.yaml").write_text(TINY_STUDY)
+    out = root / "out"
+    assert main(["experiment", str(root / "tiny.yaml"), "--study-dir", str(out),
+                 "--no-progress"]) == 0
+    return root, out
+
+
+def test_every_stage_and_section_is_there(study):
+    _, out = study
+    results = json.loads((out / "results.json").read_text())
+    names = [c["name"] for c in results["table"]]
+    assert names == ["Exp 1", "Exp 2", "Exp 3", "Exp 4", "Exp 5"]
+    for cell in results["table"]:
+        assert cell["macro_f1"]["n"] == 2 and len(cell["runs"]) == 2
+        assert 0.0 <= cell["macro_f1"]["mean"] <= 1.0
+        assert cell["paper_f1"] is None  # no study numbers for digits
+    assert [s["guidance_scale"] for s in results["guidance_sweep"]] == [0.0, 1.0]
+    assert results["quality"] is not None
+    stages = json.loads((out / "stages.json").read_text())
+    assert {"ddpm", "synthetic-seed0", "quality"} <= set(stages)
+    report = (out / "report.md").read_text()
+    for heading in ("Exp 1", "Exp 5", "guidance", "loss", "onfusion"):
+        assert heading.lower() in report.lower(), heading
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    # mix sizes are recorded per run, in the study's semantics
+    mix = json.loads((out / "classifiers" / "exp-3" / "seed-0" / "mix.json").read_text())
+    assert mix["semantics"] == "fraction-of-pools" and mix["train_synthetic"] > 0
+
+
+def test_no_leakage_between_diffusion_half_classifier_half_and_test(study):
+    _, out = study
+    splits = StudySplits.load(out / "splits.json")
+    a = np.concatenate([splits.diffusion_train, splits.diffusion_val])
+    b = np.concatenate([splits.classifier_train, splits.classifier_val])
+    assert len(np.intersect1d(a, b)) == 0 and not splits.overlap
+    ddpm_splits = StudySplits.load(out / "ddpm" / "splits.json")
+    assert np.array_equal(ddpm_splits.diffusion_train, splits.diffusion_train)
+    assert json.loads((out / "ddpm" / "run.json").read_text())["sizes"]["train"] == len(
+        splits.diffusion_train)
+
+
+def test_rerun_skips_finished_stages_and_report_regenerates(study):
+    root, out = study
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("test_metrics.json")}
+    summary = (out / "ddpm" / "train_summary.json").stat().st_mtime_ns
+    assert main(["experiment", str(root / "tiny.yaml"), "--study-dir", str(out),
+                 "--no-progress"]) == 0
+    assert (out / "ddpm" / "train_summary.json").stat().st_mtime_ns == summary
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("test_metrics.json")} == before
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
+
+
+def test_a_different_config_in_the_same_dir_is_refused(study):
+    root, out = study
+    assert main(["experiment", str(root / "tiny.yaml"), "--study-dir", str(out),
+                 "--set", "seeds=3"]) == 2
+
+
+def test_crashed_study_resumes_where_it_stopped(tmp_path, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY_STUDY)
+    cfg = load_config(StudyConfig, tmp_path / "tiny.yaml",
+                      ["guidance_sweep.scales=[]", "quality.enabled=false", "seeds=1"])
+    import synthmix.runs.classifier as rc
+
+    real_train = rc.train_classifier
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a kill in the middle of the classifier stage
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(rc, "train_classifier", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, tmp_path / "s", progress=False)
+    done = sorted(p.parent.parent.name for p in (tmp_path / "s").rglob("test_metrics.json"))
+    assert done == ["exp-1", "exp-2"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("test_metrics.json")}
+    ddpm_mtime = (tmp_path / "s" / "ddpm" / "train_summary.json").stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(rc, "train_classifier", real_train)
+    results = run_study(cfg, tmp_path / "s", progress=False)
+    assert len(results["table"]) == 5
+    assert (tmp_path / "s" / "ddpm" / "train_summary.json").stat().st_mtime_ns == ddpm_mtime
+    for p, m in mtimes.items():
+        assert p.stat().st_mtime_ns == m, p
+    assert Path(tmp_path / "s" / "report.md").is_file()
