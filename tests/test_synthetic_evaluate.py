@@ -3,6 +3,7 @@ perfect generator (real digits of half A) from a useless one (uniform noise)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from synthmix.cli import main
 from synthmix.classifier.resnet import ResNetClassifier
+from synthmix.cli import main
+from synthmix.commands.quality import resolve_data_config
 from synthmix.data import to_uint8_images
 from synthmix.errors import DataError
 from synthmix.runs.classifier import ClassifierRunConfig, build_classifier
@@ -129,8 +131,8 @@ def test_identical_sets_give_zero_fid_and_full_precision_recall(digits, tmp_path
     assert all(c["precision"] == 1.0 and c["recall"] == 1.0 for c in q["per_class"].values())
     mem = q["memorisation"]
     # Synthetic images are the reference itself (distance 0); real ones are left out of it.
-    assert mem["exact_copies"] == len(labels) and mem["synthetic_nn_distance"]["mean"] == 0.0
-    assert mem["real_nn_distance"]["min"] > 0.0
+    assert mem["exact_copies"] == len(labels) and mem["synthetic_nn_distance_mean"] == 0.0
+    assert mem["real_nn_distance_min"] > 0.0
     assert mem["fraction_closer_than_any_real"] == 1.0
     assert mem["pixel_nn_same_class"] == 1.0 and mem["feature_nn_same_class"] == 1.0
     assert (tmp_path / SAMPLES_PNG).stat().st_size > 0
@@ -188,8 +190,8 @@ def test_separate_reference_finds_copies(digits, tmp_path) -> None:
                          digits.class_names, tmp_path, reference=ref)
     mem = q["memorisation"]
     assert mem["reference"] == "half A" and mem["n_reference"] == len(ref_y)
-    assert mem["exact_copies"] == 200 and mem["synthetic_nn_distance"]["mean"] == 0.0
-    assert mem["real_nn_distance"]["mean"] > 0.5  # fresh test digits are not in half A
+    assert mem["exact_copies"] == 200 and mem["synthetic_nn_distance_mean"] == 0.0
+    assert mem["real_nn_distance_mean"] > 0.5  # fresh test digits are not in half A
     ex = q["memorisation_examples"][0]
     assert ex["pixel_nn_distance"][0] == 0.0
     assert np.array_equal(ref_x[ex["pixel_nn"][0]], ref_x[:200][ex["synthetic_index"]])
@@ -274,6 +276,13 @@ def test_second_run_reuses_finished_classifiers(perfect_eval, sets, capsys) -> N
     assert again["quality"]["fid"] == pytest.approx(ev["quality"]["fid"])
     printed = capsys.readouterr().out
     assert "CAS" in printed and "FID" in printed
+    # --no-cas needs only the real classifier (the feature network): reused as well.
+    assert main(["evaluate-synthetic", str(sets["perfect"]), "--real", "digits", *TRAIN,
+                 "--out", str(out), "--no-progress", "--no-cas"]) == 0
+    assert [p.stat().st_mtime_ns for p in metrics] == stamps
+    no_cas = json.loads((out / "evaluation.json").read_text())
+    assert no_cas["cas"] is None and no_cas["quality"]["fid"] == pytest.approx(
+        ev["quality"]["fid"])
 
 
 def test_changed_recipe_in_same_out_dir_is_refused(perfect_eval, sets, capsys) -> None:
@@ -302,3 +311,61 @@ def test_mismatched_image_shape_is_refused(digits, tmp_path, capsys) -> None:
                "--no-progress"])
     assert rc == 2
     assert "(8, 8, 1)" in capsys.readouterr().err
+
+
+def test_data_settings_default_to_the_ddpm_runs(tmp_path) -> None:
+    """Options not given come from the DDPM run's config.yaml, found via the provenance."""
+    run = tmp_path / "ddpm"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        "data:\n  dataset: digits\n  image_size: 8\n  resize: resize\n  split_seed: 3\n"
+        "  diffusion_fraction: 0.5\n  val_fraction: 0.2\n")
+    manifest = {"image_shape": [8, 8, 1], "provenance": {"run_dir": str(run)}}
+    args = argparse.Namespace(real="digits", data_dir=None, image_size=None, resize=None,
+                              channels=None, split_seed=None)
+    cfg = resolve_data_config(args, manifest)
+    assert (cfg.split_seed, cfg.resize, cfg.val_fraction) == (3, "resize", 0.2)
+    args.split_seed = 7
+    assert resolve_data_config(args, manifest).split_seed == 7  # the command line wins
+    args.real, args.split_seed = "mnist", None  # another data set: the run's data is not used
+    args.data_dir, args.resize = str(tmp_path), "pad"
+    cfg = resolve_data_config(args, manifest)
+    assert (cfg.split_seed, cfg.val_fraction, cfg.image_size) == (0, 0.1, 8)
+    # No DDPM run recorded: resize only when the real size differs from the set's.
+    args = argparse.Namespace(real="digits", data_dir=None, image_size=16, resize=None,
+                              channels=None, split_seed=None)
+    assert resolve_data_config(args, {"image_shape": [16, 16, 1],
+                                      "provenance": {"run_dir": None}}).resize == "resize"
+    args.image_size = None
+    assert resolve_data_config(args, {"image_shape": [8, 8, 1],
+                                      "provenance": {}}).resize == "pad"
+
+
+class _PoolNet(torch.nn.Module):
+    """Stand-in for a TorchScript Inception-V3: forward(x) -> (B, D, 1, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 5, 3, stride=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3), keepdim=True)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript, deprecated in torch
+def test_inception_space_is_reported_separately(digits, tmp_path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "inception.pt"
+    torch.jit.save(torch.jit.script(_PoolNet()), str(path))
+    images = to_uint8_images(digits.test[0][:60])
+    labels = digits.test[1][:60].numpy()
+    noise = np.random.default_rng(0).integers(0, 256, images.shape, dtype=np.uint8)
+    same = evaluate_quality(_untrained_net(), images, labels, images, labels, digits.class_names,
+                            tmp_path, inception=str(path))
+    other = evaluate_quality(_untrained_net(), images, labels, noise, labels, digits.class_names,
+                             tmp_path, inception=str(path))
+    assert same["feature_space"] == "classifier"
+    inc = same["inception"]
+    assert inc["feature_space"] == "inception" and inc["feature_dim"] == 5
+    assert inc["model"] == str(path) and "inception" in same["timings_s"]
+    assert abs(inc["fid"]) < 1e-6 < other["inception"]["fid"]

@@ -226,9 +226,10 @@ def print_summary(ev: dict[str, Any], out: Path) -> None:
         i = q["inception"]
         print(f"  Inception-V3: FID {i['fid']:.3f}   KID {i['kid_mean']:.4f} ± {i['kid_std']:.4f}")
     mem = q["memorisation"]
-    s, r = mem["synthetic_nn_distance"], mem["real_nn_distance"]
-    print(f"  nearest {mem['reference']}: synthetic mean {s['mean']:.3f} (min {s['min']:.3f}) "
-          f"vs real test mean {r['mean']:.3f} (min {r['min']:.3f}); "
+    s, r = "synthetic_nn_distance", "real_nn_distance"
+    print(f"  pixel distance to the nearest of {mem['reference']}: synthetic mean "
+          f"{mem[s + '_mean']:.3f} (min {mem[s + '_min']:.3f}) vs real test mean "
+          f"{mem[r + '_mean']:.3f} (min {mem[r + '_min']:.3f});\n    "
           f"{mem['exact_copies']} exact copies, "
           f"{100 * mem['fraction_closer_than_any_real']:.1f}% closer than any real image")
     t = q["timings_s"]

@@ -10,7 +10,7 @@ import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from synthmix.errors import DataError
 
@@ -23,10 +23,10 @@ def is_tar_path(path: str | Path) -> bool:
     return str(path).lower().endswith(TAR_SUFFIXES)
 
 
-def safe_member_path(archive: str | Path, member: tarfile.TarInfo) -> PurePosixPath:
-    """The member's relative path; DataError if it (or a link target) points outside."""
+def safe_member_parts(archive: str | Path, member: tarfile.TarInfo) -> tuple[str, ...]:
+    """The member's relative path as parts; DataError if it (or a link target) points outside."""
     name = member.name
-    parts = PurePosixPath(name).parts
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
         raise DataError(f"archive member {name!r} would escape the folder", path=archive)
     if member.issym() or member.islnk():
@@ -37,7 +37,7 @@ def safe_member_path(archive: str | Path, member: tarfile.TarInfo) -> PurePosixP
             raise DataError(
                 f"archive member {name!r} links to {target!r} outside the folder", path=archive
             )
-    return PurePosixPath(*[p for p in parts if p != "."])
+    return parts
 
 
 @contextlib.contextmanager
@@ -59,30 +59,30 @@ def _open_stream(archive: str | Path) -> Iterator[tarfile.TarFile]:
             yield tar
 
 
-def iter_tar_members(archive: str | Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
-    """Yield (relative path, bytes) of each regular file and (path, None) of each folder,
+def iter_tar_members(archive: str | Path) -> Iterator[tuple[tuple[str, ...], bytes | None]]:
+    """Yield (path parts, bytes) of each regular file and (parts, None) of each folder,
     streaming the archive once without extracting anything."""
     try:
         with _open_stream(archive) as tar:
             for member in tar:
-                path = safe_member_path(archive, member)
+                parts = safe_member_parts(archive, member)
                 if member.isdir():
-                    yield path, None
+                    yield parts, None
                     continue
                 if not member.isfile():
                     log.debug("%s: skipping non-file member %s", archive, member.name)
                     continue
                 f = tar.extractfile(member)
                 if f is not None:
-                    yield path, f.read()
+                    yield parts, f.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise DataError("archive not found", path=archive) from e
         raise DataError(f"cannot read archive: {e or type(e).__name__}", path=archive) from e
 
 
-def iter_tar_files(archive: str | Path) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """Yield (relative path, bytes) of each regular file in the archive."""
-    for path, data in iter_tar_members(archive):
+def iter_tar_files(archive: str | Path) -> Iterator[tuple[tuple[str, ...], bytes]]:
+    """Yield (path parts, bytes) of each regular file in the archive."""
+    for parts, data in iter_tar_members(archive):
         if data is not None:
-            yield path, data
+            yield parts, data

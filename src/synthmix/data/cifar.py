@@ -118,8 +118,8 @@ def load_cifar10(source: Path) -> RawDataset:
                 sources.append(checksum_status("cifar10", source / name, blobs[name]))
     else:
         for member, data in iter_tar_files(source):
-            if member.name in wanted and member.parent.name == BATCHES_DIR:
-                blobs[member.name] = data
+            if len(member) >= 2 and member[-1] in wanted and member[-2] == BATCHES_DIR:
+                blobs[member[-1]] = data
         sources.append(checksum_status("cifar10", source))
     missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if n not in blobs]
     if missing:

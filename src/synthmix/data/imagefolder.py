@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -25,14 +25,14 @@ class _Collected:
     source: Path
     images: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = field(default_factory=dict)
     class_dirs: set[tuple[str, str]] = field(default_factory=set)
-    roots: set[PurePosixPath] = field(default_factory=set)
+    roots: set[str] = field(default_factory=set)
 
-    def add_dir(self, root: PurePosixPath, split: str, cls: str) -> None:
+    def add_dir(self, root: str, split: str, cls: str) -> None:
         self.roots.add(root)
         self.class_dirs.add((split, cls))
 
     def add_image(
-        self, root: PurePosixPath, split: str, cls: str, name: str, image: np.ndarray
+        self, root: str, split: str, cls: str, name: str, image: np.ndarray
     ) -> None:
         self.add_dir(root, split, cls)
         self.images.setdefault((split, cls), []).append((name, image))
@@ -44,18 +44,18 @@ def folder_files(root: Path) -> list[Path]:
                   if p.is_file())
 
 
-def _walk_folder(root: Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
+def _walk_folder(root: Path) -> Iterator[tuple[tuple[str, ...], bytes | None]]:
     for split in SPLITS:
         split_dir = root / split
         if not split_dir.is_dir():
             raise DataError(f"no {split}/ folder", path=root,
                             hint="an image folder holds train/<class>/* and test/<class>/*")
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            yield PurePosixPath(split, class_dir.name), None
+            yield (split, class_dir.name), None
             for f in sorted(class_dir.iterdir()):
                 if f.is_file() and is_image_name(f.name):
                     try:
-                        yield PurePosixPath(split, class_dir.name, f.name), f.read_bytes()
+                        yield (split, class_dir.name, f.name), f.read_bytes()
                     except OSError as e:
                         raise DataError(f"cannot read: {e.strerror or e}", path=f) from e
         for f in split_dir.iterdir():
@@ -75,30 +75,30 @@ def _collect(source: Path, progress: bool) -> _Collected:
     out = _Collected(source)
     members = iter_tar_members(source) if source.is_file() else _walk_folder(source)
     where_prefix = f"{source}:" if source.is_file() else f"{source}/"
-    for path, data in tqdm(members, desc=f"decoding {source.name}", unit=" files",
-                           disable=not progress, mininterval=1.0):
-        parts = path.parts
-        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+    for parts, data in tqdm(members, desc=f"decoding {source.name}", unit=" files",
+                            disable=not progress, mininterval=1.0):
+        if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue
+        if data is not None and not is_image_name(parts[-1]):
             continue
         pos = _split_position(parts, data is None)
-        if data is not None and not is_image_name(path.name):
-            continue
         if pos is None:
             if data is not None and len(parts) >= 2 and parts[-2] in SPLITS:
-                raise DataError("image not inside a class folder", path=f"{where_prefix}{path}")
+                raise DataError("image not inside a class folder",
+                                path=where_prefix + "/".join(parts))
             continue
-        root, split, cls = PurePosixPath(*parts[:pos]), parts[pos], parts[pos + 1]
+        root, split, cls = "/".join(parts[:pos]), parts[pos], parts[pos + 1]
         if data is None:
             out.add_dir(root, split, cls)
             continue
-        image = decode_image(data, f"{where_prefix}{path}")
-        out.add_image(root, split, cls, path.name, image)
+        image = decode_image(data, where_prefix + "/".join(parts))
+        out.add_image(root, split, cls, parts[-1], image)
     return out
 
 
 def _check_tree(c: _Collected) -> tuple[str, ...]:
     if len(c.roots) > 1:
-        found = ", ".join(sorted(str(r) or "." for r in c.roots))
+        found = ", ".join(sorted(r or "." for r in c.roots))
         raise DataError(f"holds several image-folder trees ({found})", path=c.source)
     classes = {s: sorted({cls for split, cls in c.class_dirs if split == s}) for s in SPLITS}
     for s in SPLITS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +12,7 @@ from synthmix.data.raw import RawDataset, RawSplit
 from synthmix.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_PIXELS = 1 << 26  # refuse decompression bombs before decoding them
 _GREY_MODES = ("1", "L", "LA", "La")
 _EIGHT_BIT_MODES = (*_GREY_MODES, "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 
@@ -27,18 +27,19 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     Alpha is dropped (not composited); palette images count as colour.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                if im.mode not in _EIGHT_BIT_MODES:
-                    raise DataError(
-                        f"{im.mode} images (16-bit or float) are not supported; "
-                        "convert them to 8-bit",
-                        path=where,
-                    )
-                grey = im.mode in _GREY_MODES
-                array = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"image of {im.width}x{im.height} pixels is implausibly large",
+                                path=where)
+            im.load()
+            if im.mode not in _EIGHT_BIT_MODES:
+                raise DataError(
+                    f"{im.mode} images (16-bit or float) are not supported; "
+                    "convert them to 8-bit",
+                    path=where,
+                )
+            target = "L" if im.mode in _GREY_MODES else "RGB"
+            array = np.asarray(im if im.mode == target else im.convert(target), dtype=np.uint8)
     except DataError:
         raise
     except Exception as e:  # PIL raises many types for broken files

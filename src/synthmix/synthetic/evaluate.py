@@ -146,16 +146,17 @@ def evaluate_quality(
     with _timed(timings, "per_class"):
         result.update(_per_class(real_f, real_labels[real_idx], syn_f, syn_labels[syn_idx],
                                  class_names, k))
-    with _timed(timings, "memorisation"):
+    own: np.ndarray | None = None
+    with _timed(timings, "reference_features"):
         if reference is None:
             reference = Reference(real_images, real_labels,
                                   "the real images compared against (each one left out)")
             own = real_idx  # a real query's own index in the reference, excluded
-            ref_f = real_f if len(real_idx) == len(real_images) else None
-        else:
-            own, ref_f = None, None
-        if ref_f is None:
+        if own is not None and len(real_idx) == len(real_images):
+            ref_f = real_f
+        else:  # the whole reference, so no copy is missed
             ref_f = extract_features(net, reference.images, progress=progress)
+    with _timed(timings, "memorisation"):
         memo, examples = memorisation_check(
             syn_images[syn_idx], syn_labels[syn_idx], syn_f, real_images[real_idx], own,
             reference, ref_f, seed)
@@ -215,8 +216,10 @@ def _snap(d: torch.Tensor) -> torch.Tensor:
     return torch.where(d < COPY_TOLERANCE, torch.zeros_like(d), d)
 
 
-def _stats(d: torch.Tensor) -> dict[str, float]:
-    return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
+def _stats(d: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Flat keys, so reports show the memorisation numbers as one table."""
+    return {f"{prefix}_mean": float(d.mean()), f"{prefix}_median": float(d.median()),
+            f"{prefix}_min": float(d.min())}
 
 
 def baseline_distances(queries: np.ndarray, own: np.ndarray | None,
@@ -256,8 +259,8 @@ def memorisation_check(
         "reference": reference.description,
         "n_reference": len(reference.images),
         "distance": PIXEL_DISTANCE,
-        "synthetic_nn_distance": _stats(d1),
-        "real_nn_distance": _stats(base_d),
+        **_stats(d1, "synthetic_nn_distance"),
+        **_stats(base_d, "real_nn_distance"),
         "n_real_queries": len(real_queries),
         # ~1 when synthetic images sit as far from the reference as fresh real ones do.
         "mean_ratio_synthetic_to_real": float(d1.mean() / base_d.mean().clamp_min(1e-12)),

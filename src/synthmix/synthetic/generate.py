@@ -199,7 +199,10 @@ def _check_existing(out_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] |
     if not (out_dir / MANIFEST_NAME).exists():
         # Other ranks may be writing shards (and rank 0 the manifest) here right now.
         names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-        foreign = [n for n in names if not (SHARD_PATTERN.fullmatch(n) or _is_temp(n))]
+        foreign = [
+            n for n in names
+            if not (SHARD_PATTERN.fullmatch(n) or _is_temp(n) or n == MANIFEST_NAME)
+        ]
         if foreign:
             raise DataError(
                 f"is not empty ({foreign[0]}, ...) and holds no synthetic set", path=out_dir,
