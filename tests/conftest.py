@@ -29,3 +29,12 @@ def shared_datasets() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests use tiny networks, where a second thread costs more than it gives (and oversubscribes
+    the machine when subprocess tests run beside the main process)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -229,3 +229,13 @@ def test_mixed_folder_is_cached_with_its_options(tmp_path: Path,
             load_dataset(name, channels=3, image_size=7)  # other options: decoded anew
     np.testing.assert_array_equal(first.test.images, second.test.images)
     assert (second.test.images[-1] == 0).all() and second.image_shape == (8, 8, 3)
+
+
+def test_archive_with_two_trees_is_ambiguous(tmp_path: Path) -> None:
+    make_folder(tmp_path / "f")
+    archive = tmp_path / "two.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "f", arcname="one")
+        tar.add(tmp_path / "f", arcname="two")
+    with pytest.raises(DataError, match=r"two.tar: holds several image-folder trees \(one, two\)"):
+        load_dataset(f"imagefolder:{archive}")

@@ -82,7 +82,7 @@ def test_stratified_take_exact_k_with_uneven_classes() -> None:
 ])
 def test_bad_fractions(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
-        make_study_splits(np.zeros(10, dtype=np.int64), **kwargs)  # type: ignore[arg-type]
+        make_study_splits(np.zeros(10, dtype=np.int64), **kwargs)
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".json"])

@@ -120,9 +120,10 @@ def evaluate_quality(
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    n_classes = len(class_names)
-    real_images, real_labels = _check_side("real", real_images, real_labels, n_classes, k + 1)
-    syn_images, syn_labels = _check_side("synthetic", syn_images, syn_labels, n_classes, k + 1)
+    real_images, real_labels = _check_side("real", real_images, real_labels, len(class_names),
+                                           k + 1)
+    syn_images, syn_labels = _check_side("synthetic", syn_images, syn_labels, len(class_names),
+                                         k + 1)
     if real_images.shape[1:] != syn_images.shape[1:]:
         raise DataError(f"real images are {real_images.shape[1:]} (H, W, C) but synthetic ones "
                         f"{syn_images.shape[1:]}")
@@ -146,24 +147,11 @@ def evaluate_quality(
     with _timed(timings, "per_class"):
         result.update(_per_class(real_f, real_labels[real_idx], syn_f, syn_labels[syn_idx],
                                  class_names, k))
-    own: np.ndarray | None = None
-    with _timed(timings, "reference_features"):
-        if reference is None:
-            reference = Reference(real_images, real_labels,
-                                  "the real images compared against (each one left out)")
-            own = real_idx  # a real query's own index in the reference, excluded
-        if own is not None and len(real_idx) == len(real_images):
-            ref_f = real_f
-        else:  # the whole reference, so no copy is missed
-            ref_f = extract_features(net, reference.images, progress=progress)
-    with _timed(timings, "memorisation"):
-        memo, examples = memorisation_check(
-            syn_images[syn_idx], syn_labels[syn_idx], syn_f, real_images[real_idx], own,
-            reference, ref_f, seed)
-        for e in examples:
-            e["synthetic_index"] = int(syn_idx[e.pop("row")])
-        result["memorisation"] = memo
-        result["memorisation_examples"] = examples
+    real_side = (real_images, real_labels, real_idx, real_f)
+    reference, examples = _memorisation(net, real_side, syn_images[syn_idx], syn_labels[syn_idx],
+                                        syn_f, reference, seed, timings, result, progress)
+    for e in examples:
+        e["synthetic_index"] = int(syn_idx[e.pop("row")])
     with _timed(timings, "figures"):
         _samples_grid(syn_images, syn_labels, class_names, seed, out_dir / SAMPLES_PNG)
         _neighbours_figure(syn_images, examples, reference, class_names, out_dir / NEIGHBOURS_PNG)
@@ -176,6 +164,35 @@ def evaluate_quality(
     timings["total"] = round(time.perf_counter() - start, 3)
     result["timings_s"] = timings
     return result
+
+
+def _memorisation(
+    net: nn.Module, real_side: tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor],
+    syn_images: np.ndarray, syn_labels: np.ndarray, syn_f: torch.Tensor,
+    reference: Reference | None, seed: int, timings: dict[str, float], result: dict[str, Any],
+    progress: bool,
+) -> tuple[Reference, list[dict[str, Any]]]:
+    """Run memorisation_check against `reference` (default: the real images, leave-one-out);
+    stores result["memorisation"] and result["memorisation_examples"]."""
+    from synthmix.metrics.features import extract_features
+
+    real_images, real_labels, real_idx, real_f = real_side
+    own: np.ndarray | None = None
+    with _timed(timings, "reference_features"):
+        if reference is None:
+            reference = Reference(real_images, real_labels,
+                                  "the real images compared against (each one left out)")
+            own = real_idx  # a real query's own index in the reference, excluded
+        if own is not None and len(real_idx) == len(real_images):
+            ref_f = real_f
+        else:  # the whole reference, so no copy is missed
+            ref_f = extract_features(net, reference.images, progress=progress)
+    with _timed(timings, "memorisation"):
+        memo, examples = memorisation_check(syn_images, syn_labels, syn_f,
+                                            real_images[real_idx], own, reference, ref_f, seed)
+    result["memorisation"] = memo
+    result["memorisation_examples"] = examples
+    return reference, examples
 
 
 def _fid_kid(real_f: torch.Tensor, syn_f: torch.Tensor, seed: int) -> dict[str, Any]:
