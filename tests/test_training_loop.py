@@ -145,6 +145,7 @@ def test_sigkill_and_resume_gives_the_same_weights(tmp_path):
     """A run killed with SIGKILL mid-epoch, resumed, ends bit-identical to an uninterrupted one."""
     code = (
         f"import sys; sys.path[:0] = [{str(SRC)!r}, {str(HERE)!r}]\n"
+        "import torch; torch.set_num_threads(1)  # as in this process: same reductions\n"
         "import test_training_loop as t\n"
         f"t.train({str(tmp_path / 'killed')!r}, kill_at_step=9)\n"
     )
