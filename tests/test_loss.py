@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ from synthmix.diffusion.loss import ddpm_loss, drop_labels
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet, unet_config
 from synthmix.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small convs on a shared 2-core box run ~10x faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_drop_labels_is_per_sample_at_rate_p() -> None:

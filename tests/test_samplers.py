@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -21,16 +21,6 @@ from synthmix.diffusion.samplers import (
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet, unet_config
 from synthmix.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small convs on a shared 2-core box run ~10x faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 SHAPE = (1, 8, 8)
 

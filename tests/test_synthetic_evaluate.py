@@ -21,15 +21,13 @@ from synthmix.data import to_uint8_images
 from synthmix.errors import DataError
 from synthmix.runs.classifier import ClassifierRunConfig, build_classifier
 from synthmix.runs.common import DataConfig, PreparedData, prepare_data
+from synthmix.synthetic.cas import cas_data, classification_accuracy_score, load_feature_classifier
 from synthmix.synthetic.evaluate import (
     NEIGHBOURS_PNG,
     SAMPLES_PNG,
     Reference,
     baseline_distances,
-    cas_data,
-    classification_accuracy_score,
     evaluate_quality,
-    load_feature_classifier,
     stratified_subsample,
 )
 from synthmix.synthetic.format import write_synthetic_set
@@ -41,13 +39,10 @@ TRAIN = ["--classifier-preset", "tiny", "--max-epochs", "3", "--patience", "3"]
 
 @pytest.fixture(scope="module")
 def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One thread (the machine is shared) and a private decode cache for the whole module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """A private decode cache for the whole module (conftest's is per test)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYNTHMIX_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

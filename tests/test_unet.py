@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from synthmix.diffusion.unet import UNET_PRESETS, UNet, UNetConfig, unet_config
 from synthmix.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small convs on a shared 2-core box run ~10x faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def randomize(model: UNet, seed: int = 0) -> UNet:

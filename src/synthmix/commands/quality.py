@@ -146,13 +146,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from synthmix.files import atomic_write_json
     from synthmix.runinfo import code_version
     from synthmix.runs.common import prepare_data
-    from synthmix.synthetic.evaluate import (
-        Reference,
+    from synthmix.synthetic.cas import (
         check_compatible,
         classification_accuracy_score,
-        evaluate_quality,
         load_feature_classifier,
     )
+    from synthmix.synthetic.evaluate import Reference, evaluate_quality
     from synthmix.synthetic.format import read_synthetic_set
 
     start, timings = time.perf_counter(), {}

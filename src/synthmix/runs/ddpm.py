@@ -247,5 +247,7 @@ def load_ddpm(
     load_weights(weights, model)
     device = device or select_device(cfg.device)
     model.to(device).eval()
+    if cfg.train.channels_last:  # 1.4-1.5x faster sampling on CPUs (see CPU-NOTES.md)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     schedule = NoiseSchedule.from_config(cfg.schedule).to(device)
     return TrainedDDPM(model, schedule, cfg, class_names, (h, w, c), weights)

@@ -8,9 +8,7 @@ kill at any moment leaves either the old or the new checkpoint, never a mix.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,20 +19,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from synthmix.errors import SynthmixError
-from synthmix.files import atomic_write_json
+from synthmix.files import atomic_write_json, fsync_path
 
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.pt"
-
-
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -62,13 +51,13 @@ def save_checkpoint(
     if meta is not None:
         atomic_write_json(tmp / "meta.json", meta)
     for f in tmp.iterdir():
-        _fsync(f)
-    _fsync(tmp)
+        fsync_path(f)
+    fsync_path(tmp)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
-    _fsync(folder.parent)
+    fsync_path(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
