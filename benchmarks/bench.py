@@ -28,14 +28,22 @@ except ImportError:  # run from a checkout without `pip install -e .`
 import torch  # noqa: E402
 from measure import load_average, machine  # noqa: E402
 from report import print_report  # noqa: E402
-from sampling import SamplePlan, check_agreement, eval_rows, sampler_rows  # noqa: E402
-from training import DDPM_VARIANTS, Plan, classifier_case, ddpm_case  # noqa: E402
+from sampling import SamplePlan, check_agreement, eval_rows, overhead_rows, sampler_rows  # noqa: E402
+from training import (  # noqa: E402
+    DDPM_VARIANTS,
+    Plan,
+    classifier_case,
+    ddpm_case,
+    match_check,
+    measure_group,
+)
 
 from synthmix.files import atomic_write_json  # noqa: E402
 from synthmix.runinfo import code_version  # noqa: E402
 
 # Data shapes per U-Net preset (C, H, W) and the training batch synthmix uses for it.
 DDPM_SHAPES = {"cpu": [(1, 16, 16)], "paper": [(1, 32, 32), (3, 32, 32)]}
+DDPM_SHAPES_QUICK = {"cpu": [(1, 16, 16)], "paper": [(3, 32, 32)]}  # ~3 s per paper step
 CLASSIFIER_PRESETS = ("tiny", "small")
 CLASSIFIER_SHAPES = [(1, 16, 16), (3, 32, 32)]
 LOAD_LIMIT = 1.5
@@ -47,18 +55,30 @@ def plans(quick: bool, device: torch.device) -> dict[str, Any]:
     if quick:
         return {
             "cpu": Plan(batch=32, warmup=1, windows=2, calls=1),
-            "paper": Plan(batch=4, warmup=1, windows=2, calls=1),
+            "paper": Plan(batch=4, warmup=1, windows=1, calls=1),
             "classifier": Plan(batch=32, warmup=1, windows=2, calls=1),
-            "sample": SamplePlan(batch=8, steps=(10, 25, 50), ancestral_steps=3, repeats=1,
-                                 eval_windows=2),  # fmt: skip
+            "sample": SamplePlan(
+                batch=8,
+                steps=(10, 25),
+                ancestral_steps=2,
+                repeats=1,
+                repeats_short=1,
+                eval_windows=2,
+            ),
         }
     return {
         "cpu": Plan(batch=128, warmup=3, windows=7, calls=3 if not gpu else 20),
         # ~12 s per step on a 2-core CPU: 5 single-step windows is the minimum for a median
         "paper": Plan(batch=64, warmup=2, windows=5, calls=1 if not gpu else 20),
         "classifier": Plan(batch=128, warmup=3, windows=5, calls=3 if not gpu else 20),
-        "sample": SamplePlan(batch=256, steps=(10, 25, 50), ancestral_steps=10, repeats=1,
-                             eval_windows=5),  # fmt: skip
+        "sample": SamplePlan(
+            batch=256,
+            steps=(10, 25, 50),
+            ancestral_steps=10,
+            repeats=1,
+            repeats_short=3,
+            eval_windows=5,
+        ),
     }
 
 
@@ -81,17 +101,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not numbers")
     p.add_argument("--out", default="bench-results.json", help="JSON file to write")
     p.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(DDPM_SHAPES))
-    p.add_argument("--parts", nargs="+", default=["train", "sample", "classifier", "e2e"],
-                   choices=["train", "sample", "classifier", "e2e"])  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: "
-                   "torch's choice, one per core)")  # fmt: skip
-    p.add_argument("--compile", action="store_true", help="torch.compile every network (compile "
-                   "time is reported separately as first_call_s)")  # fmt: skip
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        default=["train", "sample", "classifier", "e2e"],
+        choices=["train", "sample", "classifier", "e2e"],
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's choice, one per core)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile every network (compile time is reported separately as first_call_s)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
-                   help="training precision as synthmix picks it (auto: fp32 on CPU, bf16 CUDA)")
-    p.add_argument("--studies", nargs="+", default=[str(ROOT / "studies" / "*" / "stages.json"),
-                   "studies/*/stages.json"], help="globs of stages.json for the end-to-end part")
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "off", "bf16", "fp16"],
+        help="training precision as synthmix picks it (auto: fp32 on CPU, bf16 CUDA)",
+    )
+    p.add_argument(
+        "--studies",
+        nargs="+",
+        default=[str(ROOT / "studies" / "*" / "stages.json"), "studies/*/stages.json"],
+        help="globs of stages.json for the end-to-end part",
+    )
     return p.parse_args(argv)
 
 
@@ -104,25 +143,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = plans(args.quick, device)
     result: dict[str, Any] = {
         "machine": {**machine(device), **code_version()},
-        "settings": {"quick": args.quick, "compile": args.compile, "amp": args.amp,
-                     "presets": args.presets, "plans": {k: v.__dict__ for k, v in plan.items()}},
-    }  # fmt: skip
+        "settings": {
+            "quick": args.quick,
+            "compile": args.compile,
+            "amp": args.amp,
+            "presets": args.presets,
+            "plans": {k: v.__dict__ for k, v in plan.items()},
+        },
+    }
     _warn_load("start")
     t_start = time.perf_counter()
     if "train" in args.parts:
+        shapes = DDPM_SHAPES_QUICK if args.quick else DDPM_SHAPES
+        result["match_check"] = [
+            match_check(preset, shape) for preset in args.presets for shape in shapes[preset]
+        ]
         result["training"] = [
-            ddpm_case(preset, shape, v, plan[preset], device, args.amp, args.compile)
-            for preset in args.presets for shape in DDPM_SHAPES[preset] for v in DDPM_VARIANTS
-        ]  # fmt: skip
+            row
+            for preset in args.presets
+            for shape in shapes[preset]
+            for row in measure_group(
+                [
+                    ddpm_case(preset, shape, v, plan[preset], device, args.amp, args.compile)
+                    for v in DDPM_VARIANTS
+                ],
+                plan[preset],
+                device,
+            )
+        ]
     if "sample" in args.parts:
         result["sampling_check"] = check_agreement(device)
-        result["unet_eval"] = eval_rows(plan["sample"], device)
-        result["sampling"] = sampler_rows(plan["sample"], device, args.compile)
+        result["unet_eval"] = evals = eval_rows(plan["sample"], device)
+        speed = {
+            r["channels_last"]: r["images_per_s"]["median"]
+            for r in evals
+            if r["network"] == "diffusers matched"
+        }
+        diffusers_cl = speed.get(True, 0.0) > speed.get(False, 0.0)
+        result["sampling"] = sampler_rows(plan["sample"], device, args.compile, diffusers_cl)
+        result["sampling_overhead"] = overhead_rows(plan["sample"].batch, device)
     if "classifier" in args.parts:
-        result["classifier"] = [
+        cases = [
             classifier_case(p, s, plan["classifier"], device, args.amp, args.compile)
-            for p in CLASSIFIER_PRESETS for s in CLASSIFIER_SHAPES
-        ]  # fmt: skip
+            for p in CLASSIFIER_PRESETS
+            for s in CLASSIFIER_SHAPES
+        ]
+        result["classifier"] = measure_group(cases, plan["classifier"], device)
     if "e2e" in args.parts:
         result["end_to_end"] = end_to_end(args.studies)
     result["machine"]["load_average_1min_end"] = round(load_average(), 2)
@@ -133,8 +199,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _warn_load(when: str) -> None:
     load = load_average()
     if load > LOAD_LIMIT:
-        print(f"WARNING: 1-minute load average {load:.2f} > {LOAD_LIMIT} at {when}: other work "
-              "is running, the numbers below are unreliable.", file=sys.stderr)  # fmt: skip
+        print(
+            f"WARNING: 1-minute load average {load:.2f} > {LOAD_LIMIT} at {when}: other work "
+            "is running, the numbers below are unreliable.",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

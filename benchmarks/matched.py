@@ -23,7 +23,7 @@ from synthmix.diffusion.unet import UNet, UNetConfig
 MATCHED_OVERRIDES: dict[str, Any] = {"downsample": "conv", "upsample": "nearest"}
 
 
-def diffusers_unet(cfg: UNetConfig) -> nn.Module:
+def diffusers_unet(cfg: UNetConfig) -> Any:
     """A diffusers UNet2DModel with the same widths, levels, blocks, attention, norm and
     conditioning as the synthmix `UNet(cfg)` built with MATCHED_OVERRIDES."""
     from diffusers import UNet2DModel
@@ -35,7 +35,7 @@ def diffusers_unet(cfg: UNetConfig) -> nn.Module:
     attn_widths = [w for w, a in zip(widths, attn) if a] + [widths[-1]]  # + the middle block
     if any(w % cfg.num_groups for w in widths):
         raise ValueError(f"diffusers needs one GroupNorm group count dividing every width {widths}")
-    model = UNet2DModel(
+    model: Any = UNet2DModel(
         sample_size=cfg.image_size,
         in_channels=cfg.in_channels,
         out_channels=cfg.in_channels,
@@ -74,20 +74,25 @@ def diffusers_eps(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, tor
     return eps
 
 
-def _copy(dst: nn.Module, src: nn.Module) -> None:
+def _copy(dst: Any, src: Any) -> None:
     for name, p in dst.named_parameters(recurse=False):
         p.copy_(getattr(src, name))
 
 
-def _copy_resblock(dst: nn.Module, src: nn.Module) -> None:
-    for a, b in [("norm1", "norm1"), ("conv1", "conv1"), ("time_emb_proj", "emb"),
-                 ("norm2", "norm2"), ("conv2", "conv2")]:  # fmt: skip
+def _copy_resblock(dst: Any, src: Any) -> None:
+    for a, b in [
+        ("norm1", "norm1"),
+        ("conv1", "conv1"),
+        ("time_emb_proj", "emb"),
+        ("norm2", "norm2"),
+        ("conv2", "conv2"),
+    ]:
         _copy(getattr(dst, a), getattr(src, b))
     if dst.conv_shortcut is not None:
         _copy(dst.conv_shortcut, src.skip)
 
 
-def _copy_attention(dst: nn.Module, src: nn.Module) -> None:
+def _copy_attention(dst: Any, src: Any) -> None:
     _copy(dst.group_norm, src.norm)
     for i, lin in enumerate([dst.to_q, dst.to_k, dst.to_v]):  # fused qkv rows are q | k | v
         c = lin.weight.shape[0]
@@ -96,7 +101,7 @@ def _copy_attention(dst: nn.Module, src: nn.Module) -> None:
     _copy(dst.to_out[0], src.proj)
 
 
-def _copy_level(blocks: nn.Module, level: nn.Module) -> None:
+def _copy_level(blocks: Any, level: Any) -> None:
     for j, (res, att) in enumerate(zip(level.blocks, level.attns)):
         _copy_resblock(blocks.resnets[j], res)
         if not isinstance(att, nn.Identity):
@@ -104,7 +109,7 @@ def _copy_level(blocks: nn.Module, level: nn.Module) -> None:
 
 
 @torch.no_grad()
-def copy_synthmix_weights(dst: nn.Module, src: UNet) -> None:
+def copy_synthmix_weights(dst: Any, src: Any) -> None:
     """Load a (matched) synthmix U-Net's weights into the diffusers model, layer by layer."""
     _copy(dst.time_embedding.linear_1, src.time_embed.mlp[0])
     _copy(dst.time_embedding.linear_2, src.time_embed.mlp[2])
@@ -134,13 +139,18 @@ def diffusers_scheduler(name: str, schedule: NoiseSchedule) -> Any:
     if name == "ancestral":  # sigma_t^2 = beta_t (SPEC section 2) is diffusers' "fixed_large"
         return DDPMScheduler(**common, variance_type="fixed_large", clip_sample=False)
     if name == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True,
-                             timestep_spacing="trailing")  # fmt: skip
+        return DDIMScheduler(
+            **common, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"
+        )
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(
-            **common, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
-            final_sigmas_type="zero", lower_order_final=True,
-        )  # fmt: skip
+            **common,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            timestep_spacing="trailing",
+            final_sigmas_type="zero",
+            lower_order_final=True,
+        )
     raise ValueError(f"no diffusers scheduler for {name!r}")
 
 

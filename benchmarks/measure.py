@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
 import platform
 import re
 import resource
-import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -80,57 +79,41 @@ def _rss_mib(field_name: str) -> float:
 
 def _malloc_trim() -> None:
     # Return freed heap to the OS so the next baseline RSS is not inflated by the last case.
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
-@dataclass
-class Windows:
-    """Rates of repeated timed windows (items/s) after warm-up; the median is the number."""
-
-    rates: list[float] = field(default_factory=list)
-    warmup_s: float = 0.0  # the first call alone (includes torch.compile when it is on)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates) if self.rates else float("nan")
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "median": round(self.median, 3),
-            "min": round(min(self.rates), 3) if self.rates else None,
-            "max": round(max(self.rates), 3) if self.rates else None,
-            "windows": len(self.rates),
-            "first_call_s": round(self.warmup_s, 3),
-        }
-
-
-def timed_windows(
-    fn: Callable[[], Any],
-    items_per_call: int,
-    *,
-    warmup: int,
-    windows: int,
-    calls_per_window: int,
-    device: torch.device,
-) -> Windows:
-    """Call `fn` `warmup` times, then time `windows` windows of `calls_per_window` calls."""
-    out = Windows()
-    for i in range(max(1, warmup)):
+def warm_up(fn: Callable[[], Any], calls: int, device: torch.device) -> float:
+    """Call `fn` `calls` (>= 1) times; returns the first call's seconds (compile included)."""
+    first = 0.0
+    for i in range(max(1, calls)):
         t0 = time.perf_counter()
         fn()
         sync(device)
         if i == 0:
-            out.warmup_s = time.perf_counter() - t0
+            first = time.perf_counter() - t0
+    return first
+
+
+def interleaved_windows(
+    fns: Sequence[Callable[[], Any]],
+    items_per_call: Sequence[int],
+    *,
+    windows: int,
+    calls_per_window: int,
+    device: torch.device,
+) -> list[list[float]]:
+    """Rates (items/s) of `windows` timed windows per function, taken round-robin (window k of
+    every function before window k + 1 of any), so drifting background load hits all alike."""
+    rates: list[list[float]] = [[] for _ in fns]
     for _ in range(windows):
-        t0 = time.perf_counter()
-        for _ in range(calls_per_window):
-            fn()
-        sync(device)
-        out.rates.append(items_per_call * calls_per_window / (time.perf_counter() - t0))
-    return out
+        for fn, items, out in zip(fns, items_per_call, rates):
+            t0 = time.perf_counter()
+            for _ in range(calls_per_window):
+                fn()
+            sync(device)
+            out.append(items * calls_per_window / (time.perf_counter() - t0))
+    return rates
 
 
 def cpu_model() -> str:

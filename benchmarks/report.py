@@ -32,12 +32,16 @@ def machine_lines(m: dict[str, Any], settings: dict[str, Any], load_limit: float
         f"compile {settings['compile']}; took {m.get('bench_seconds')} s",
     ]
     if settings["quick"]:
-        out.append("**QUICK RUN: tiny batches and windows, a smoke test of the benchmark; "
-                   "these numbers are NOT the benchmark.**")  # fmt: skip
+        out.append(
+            "**QUICK RUN: tiny batches and windows, a smoke test of the benchmark; "
+            "these numbers are NOT the benchmark.**"
+        )
     loads = [m.get("load_average_1min_start"), m.get("load_average_1min_end")]
     if any(x is not None and x > load_limit for x in loads):
-        out.append(f"**WARNING: 1-minute load average {loads[0]} (start) / {loads[1]} (end) > "
-                   f"{load_limit}: other work was running, numbers are unreliable.**")  # fmt: skip
+        out.append(
+            f"**WARNING: 1-minute load average {loads[0]} (start) / {loads[1]} (end) > "
+            f"{load_limit}: other work was running, numbers are unreliable.**"
+        )
     return out
 
 
@@ -45,12 +49,38 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
     table = []
     for r in rows:
         s = r["images_per_s"]
-        table.append([r["preset"], "x".join(map(str, r["shape"])), r["batch"], r["variant"],
-                      f"{r['params']:,}", _f(s["median"]), f"{_f(s['min'])}-{_f(s['max'])}",
-                      s["windows"], _f(s["first_call_s"], 2), _f(r["peak_mem_mib"], 0)])  # fmt: skip
-    out = ["## DDPM training (images/s, one full Adam step incl. clip + EMA, median of windows)",
-           _table(["preset", "shape", "batch", "variant", "params", "img/s", "range", "windows",
-                   "first step s", "peak MiB"], table)]  # fmt: skip
+        table.append(
+            [
+                r["preset"],
+                "x".join(map(str, r["shape"])),
+                r["batch"],
+                r["variant"],
+                f"{r['params']:,}",
+                _f(s["median"]),
+                f"{_f(s['min'])}-{_f(s['max'])}",
+                s["windows"],
+                _f(s["first_call_s"], 2),
+                _f(r["peak_mem_mib"], 0),
+            ]
+        )
+    out = [
+        "## DDPM training (images/s, one full Adam step incl. clip + EMA, median of windows)",
+        _table(
+            [
+                "preset",
+                "shape",
+                "batch",
+                "variant",
+                "params",
+                "img/s",
+                "range",
+                "windows",
+                "first step s",
+                "peak MiB",
+            ],
+            table,
+        ),
+    ]
     out += ["", "Headline, synthmix/diffusers (diffusers at its faster memory format):"]
     heads = []
     for key in dict.fromkeys((r["preset"], tuple(r["shape"])) for r in rows):
@@ -62,26 +92,84 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
         def par(v: str, by: dict[str, Any] = by) -> str:
             return f"{by[v]['params']:,}" if v in by else "-"
 
-        best_d = max(filter(None, [med("diffusers matched channels_last"),
-                                   med("diffusers matched NCHW")]), default=None)  # fmt: skip
-        heads.append([key[0], "x".join(map(str, key[1])),
-                      par("synthmix preset channels_last"), par("synthmix matched channels_last"),
-                      par("diffusers matched channels_last"),
-                      _ratio(med("synthmix matched channels_last"), best_d),
-                      _ratio(med("synthmix preset channels_last"), best_d),
-                      _ratio(med("synthmix preset channels_last"),
-                             med("synthmix preset NCHW"))])  # fmt: skip
-    out.append(_table(["preset", "shape", "params synthmix preset", "params synthmix matched",
-                       "params diffusers", "**ratio matched arch**", "ratio preset as shipped",
-                       "channels_last / NCHW (synthmix)"], heads))  # fmt: skip
+        best_d = max(
+            filter(None, [med("diffusers matched channels_last"), med("diffusers matched NCHW")]),
+            default=None,
+        )
+        heads.append(
+            [
+                key[0],
+                "x".join(map(str, key[1])),
+                par("synthmix preset channels_last"),
+                par("synthmix matched channels_last"),
+                par("diffusers matched channels_last"),
+                _ratio(med("synthmix matched channels_last"), best_d),
+                _ratio(med("synthmix preset channels_last"), best_d),
+                _ratio(med("synthmix preset channels_last"), med("synthmix preset NCHW")),
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "preset",
+                "shape",
+                "params synthmix preset",
+                "params synthmix matched",
+                "params diffusers",
+                "**ratio matched arch**",
+                "ratio preset as shipped",
+                "channels_last / NCHW (synthmix)",
+            ],
+            heads,
+        )
+    )
     return out
 
 
+def match_section(rows: list[dict[str, Any]]) -> list[str]:
+    table = [
+        [
+            r["preset"],
+            "x".join(map(str, r["shape"])),
+            f"{r['params_synthmix']:,}",
+            f"{r['params_diffusers']:,}",
+            f"{r['max_abs_diff']:.1e}",
+            f"{r['eps_scale']:.2f}",
+            "yes" if r["same_function"] else "**NO**",
+        ]
+        for r in rows
+    ]
+    return [
+        "Matched architecture check: synthmix weights copied into the UNet2DModel, eps compared:",
+        _table(
+            [
+                "preset",
+                "shape",
+                "params synthmix",
+                "params diffusers",
+                "max abs diff of eps",
+                "mean abs eps",
+                "same function",
+            ],
+            table,
+        ),
+    ]
+
+
 def eval_section(rows: list[dict[str, Any]]) -> list[str]:
-    table = [[r["network"], "channels_last" if r["channels_last"] else "NCHW", r["batch"],
-              _f(r["images_per_s"]["median"])] for r in rows]  # fmt: skip
-    return ["## U-Net forward (inference mode, cpu preset 1x16x16, images/s)",
-            _table(["network", "format", "batch", "img/s"], table)]  # fmt: skip
+    table = [
+        [
+            r["network"],
+            "channels_last" if r["channels_last"] else "NCHW",
+            r["batch"],
+            _f(r["images_per_s"]["median"]),
+        ]
+        for r in rows
+    ]
+    return [
+        "## U-Net forward (inference mode, cpu preset 1x16x16, images/s)",
+        _table(["network", "format", "batch", "img/s"], table),
+    ]
 
 
 def sampling_section(rows: list[dict[str, Any]], check: dict[str, Any] | None) -> list[str]:
@@ -91,40 +179,111 @@ def sampling_section(rows: list[dict[str, Any]], check: dict[str, Any] | None) -
         if impl != "synthmix":
             continue
         d = by.get(("diffusers", name, steps), {})
-        note = f"timed {r['steps_timed']} steps, x{steps // r['steps_timed']}" \
-            if r["extrapolated"] else ""
-        table.append([name, steps, r["nfe_per_image"], _f(r["nfe_per_s"], 0),
-                      _f(r["images_per_s"], 2), _f(d.get("nfe_per_s"), 0),
-                      _f(d.get("images_per_s"), 2),
-                      _ratio(r["images_per_s"], d.get("images_per_s")), note])  # fmt: skip
+        note = (
+            f"timed {r['steps_timed']} steps, x{steps // r['steps_timed']}"
+            if r["extrapolated"]
+            else ""
+        )
+        table.append(
+            [
+                name,
+                steps,
+                r["nfe_per_image"],
+                _f(r["nfe_per_s"], 0),
+                _f(r["images_per_s"], 2),
+                _f(d.get("nfe_per_s"), 0),
+                _f(d.get("images_per_s"), 2),
+                _ratio(r["images_per_s"], d.get("images_per_s")),
+                note,
+            ]
+        )
     b = rows[0]["batch"] if rows else "?"
-    out = [f"## Sampling, guidance w=3 (batched cond+uncond), cpu preset 1x16x16, batch {b}",
-           _table(["sampler", "steps", "NFE/img", "synthmix NFE/s", "synthmix img/s",
-                   "diffusers NFE/s", "diffusers img/s", "ratio", "note"], table)]  # fmt: skip
+    fmt = {r["impl"]: "channels_last" if r.get("channels_last") else "NCHW" for r in rows}
+    out = [
+        f"## Sampling, guidance w=3 (batched cond+uncond), cpu preset 1x16x16, batch {b}",
+        f"synthmix {fmt.get('synthmix')} (as load_ddpm gives it), diffusers "
+        f"{fmt.get('diffusers')} (its faster format in the U-Net forward table)\n",
+        _table(
+            [
+                "sampler",
+                "steps",
+                "NFE/img",
+                "synthmix NFE/s",
+                "synthmix img/s",
+                "diffusers NFE/s",
+                "diffusers img/s",
+                "ratio",
+                "note",
+            ],
+            table,
+        ),
+    ]
     if check:
-        parts = [f"{k} max|diff| {v['max_abs_diff']:.1e} (|x0| ~ {v['sample_abs_mean']:.2f})"
-                 for k, v in check.items() if isinstance(v, dict)]  # fmt: skip
-        out.append(f"\nSame samples check ({check['steps']} steps, same network and x_T): "
-                   + "; ".join(parts) + f"; ancestral {check['ancestral']}.")  # fmt: skip
+        parts = [
+            f"{k} max|diff| {v['max_abs_diff']:.1e} (|x0| ~ {v['sample_abs_mean']:.2f})"
+            for k, v in check.items()
+            if isinstance(v, dict)
+        ]
+        out.append(
+            f"\nSame samples check ({check['steps']} steps, same network and x_T): "
+            + "; ".join(parts)
+            + f"; ancestral {check['ancestral']}."
+        )
     return out
 
 
+def overhead_section(rows: list[dict[str, Any]]) -> list[str]:
+    table = [
+        [
+            r["sampler"],
+            r["batch"],
+            _f(r["synthmix_ms_per_step"], 2),
+            _f(r["diffusers_ms_per_step"], 2),
+        ]
+        for r in rows
+    ]
+    return [
+        "## Sampling loop overhead (a network that costs nothing; ms per step, guided)",
+        _table(["sampler", "batch", "synthmix ms/step", "diffusers ms/step"], table),
+    ]
+
+
 def classifier_section(rows: list[dict[str, Any]]) -> list[str]:
-    table = [[r["preset"], "x".join(map(str, r["shape"])), r["batch"], f"{r['params']:,}",
-              _f(r["images_per_s"]["median"]), _f(r["peak_mem_mib"], 0)] for r in rows]  # fmt: skip
-    return ["## Classifier training (channels_last, Adam, images/s)",
-            _table(["preset", "shape", "batch", "params", "img/s", "peak MiB"], table)]  # fmt: skip
+    table = [
+        [
+            r["preset"],
+            "x".join(map(str, r["shape"])),
+            r["batch"],
+            f"{r['params']:,}",
+            _f(r["images_per_s"]["median"]),
+            _f(r["peak_mem_mib"], 0),
+        ]
+        for r in rows
+    ]
+    return [
+        "## Classifier training (channels_last, Adam, images/s)",
+        _table(["preset", "shape", "batch", "params", "img/s", "peak MiB"], table),
+    ]
 
 
 def e2e_section(e2e: dict[str, Any]) -> list[str]:
     out = ["## End to end (stages.json of studies)"]
     if not e2e["studies"]:
-        return out + [f"No stages.json found ({', '.join(e2e['patterns'])}): run a study "
-                      "(`synthmix study ...`) first."]  # fmt: skip
+        return out + [
+            f"No stages.json found ({', '.join(e2e['patterns'])}): run a study "
+            "(`synthmix study ...`) first."
+        ]
     for path, stages in e2e["studies"].items():
-        rows = [[name, s.get("status", "-"), _f(s.get("seconds"), 1),
-                 _f((s.get("seconds") or 0) / 60, 1)]
-                for name, s in stages.items() if isinstance(s, dict)]  # fmt: skip
+        rows = [
+            [
+                name,
+                s.get("status") or ("skipped (done earlier)" if "skipped_at" in s else "-"),
+                _f(s.get("seconds"), 1),
+                _f(s["seconds"] / 60, 1) if s.get("seconds") is not None else "-",
+            ]
+            for name, s in stages.items()
+            if isinstance(s, dict)
+        ]
         total = sum(s.get("seconds") or 0 for s in stages.values() if isinstance(s, dict))
         rows.append(["**total**", "", _f(total, 1), _f(total / 60, 1)])
         out += [f"\n{path}", _table(["stage", "status", "seconds", "minutes"], rows)]
@@ -135,10 +294,14 @@ def print_report(result: dict[str, Any], load_limit: float) -> None:
     lines = machine_lines(result["machine"], result["settings"], load_limit)
     if "training" in result:
         lines += [""] + training_section(result["training"])
+    if "match_check" in result:
+        lines += [""] + match_section(result["match_check"])
     if "unet_eval" in result:
         lines += [""] + eval_section(result["unet_eval"])
     if "sampling" in result:
         lines += [""] + sampling_section(result["sampling"], result.get("sampling_check"))
+    if "sampling_overhead" in result:
+        lines += [""] + overhead_section(result["sampling_overhead"])
     if "classifier" in result:
         lines += [""] + classifier_section(result["classifier"])
     if "end_to_end" in result:

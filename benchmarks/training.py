@@ -9,14 +9,21 @@ tensor as `fit` does; only the network differs between synthmix and diffusers.
 from __future__ import annotations
 
 import gc
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from matched import MATCHED_OVERRIDES, count_params, diffusers_eps, diffusers_unet
-from measure import PeakMemory, timed_windows
+from matched import (
+    MATCHED_OVERRIDES,
+    check_same_function,
+    count_params,
+    diffusers_eps,
+    diffusers_unet,
+)
+from measure import PeakMemory, interleaved_windows, warm_up
 from torch import nn
 
 from synthmix.classifier.resnet import ResNetClassifier, classifier_config
@@ -72,8 +79,15 @@ class _DDPMTask:
     def train_loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        return ddpm_loss(self.wrap(model), self.schedule, x, y, p_uncond=0.1,
-                         generator=generator, null_label=NUM_CLASSES)  # fmt: skip
+        return ddpm_loss(
+            self.wrap(model),
+            self.schedule,
+            x,
+            y,
+            p_uncond=0.1,
+            generator=generator,
+            null_label=NUM_CLASSES,
+        )
 
 
 class _ClassifierTask:
@@ -109,7 +123,7 @@ def step_fn(
     amp_dtype = resolve_amp(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = EMA(model, ema_decay) if ema_decay is not None else None
-    train_model = torch.compile(model) if compile_model else model
+    train_model: Any = torch.compile(model) if compile_model else model
     pool_x, pool_y = _data(shape, batch, device)
     order = torch.randperm(len(pool_x), generator=torch.Generator().manual_seed(1)).to(device)
     state = {"step": 0}
@@ -120,8 +134,9 @@ def step_fn(
         x, y = pool_x[idx], pool_y[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        _train_step(train_model, task, x, y, optimizer, scaler, cfg, state["step"], 0, device,
-                    amp_dtype)  # fmt: skip
+        _train_step(
+            train_model, task, x, y, optimizer, scaler, cfg, state["step"], 0, device, amp_dtype
+        )
         if ema is not None:
             ema.update(model, state["step"])
         state["step"] += 1
@@ -135,20 +150,52 @@ def unet_cfg(preset: str, shape: tuple[int, int, int], arch: str) -> UNetConfig:
     return unet_config(preset, in_channels=c, image_size=h, num_classes=NUM_CLASSES, **extra)
 
 
-def _measure(
-    build: Callable[[], tuple[Callable[[], None], int]],
-    plan: Plan,
-    device: torch.device,
-) -> dict[str, Any]:
-    with PeakMemory(device) as mem:
-        fn, params = build()
-        w = timed_windows(fn, plan.batch, warmup=plan.warmup, windows=plan.windows,
-                          calls_per_window=plan.calls, device=device)  # fmt: skip
-        peak = mem.peak_mib()
-    del fn
+@dataclass
+class Case:
+    """One row: what it is (`meta`) and how to build its step closure (returns fn, params)."""
+
+    meta: dict[str, Any]
+    build: Callable[[], tuple[Callable[[], None], int]]
+
+
+def measure_group(cases: list[Case], plan: Plan, device: torch.device) -> list[dict[str, Any]]:
+    """Build and warm up every case (peak memory per case), then time their windows
+    round-robin so that drifting background load hits every row of the group alike."""
+    fns, rows = [], []
+    for case in cases:
+        with PeakMemory(device) as mem:
+            fn, params = case.build()
+            first = warm_up(fn, plan.warmup, device)
+            peak = mem.peak_mib()
+        fns.append(fn)
+        rows.append(
+            {
+                **case.meta,
+                "batch": plan.batch,
+                "params": params,
+                "peak_mem_mib": round(peak, 1),
+                "memory_method": mem.method,
+                "first_call_s": round(first, 3),
+            }
+        )
+    rates = interleaved_windows(
+        fns,
+        [plan.batch] * len(fns),
+        windows=plan.windows,
+        calls_per_window=plan.calls,
+        device=device,
+    )
+    for row, r in zip(rows, rates):
+        row["images_per_s"] = {
+            "median": round(statistics.median(r), 3),
+            "min": round(min(r), 3),
+            "max": round(max(r), 3),
+            "windows": len(r),
+            "first_call_s": row.pop("first_call_s"),
+        }
+    del fns
     gc.collect()
-    return {"images_per_s": w.summary(), "peak_mem_mib": round(peak, 1),
-            "memory_method": mem.method, "params": params}  # fmt: skip
+    return rows
 
 
 def ddpm_case(
@@ -159,11 +206,16 @@ def ddpm_case(
     device: torch.device,
     amp: str,
     compile_model: bool,
-) -> dict[str, Any]:
+) -> Case:
     """Training images/s and peak memory of one U-Net variant."""
     ucfg = unet_cfg(preset, shape, variant.arch)
-    cfg = TrainConfig(lr=5e-4, optimizer="adam", grad_clip=1.0, amp=amp,  # type: ignore[arg-type]
-                      channels_last=variant.channels_last)  # fmt: skip
+    cfg = TrainConfig(
+        lr=5e-4,
+        optimizer="adam",
+        grad_clip=1.0,
+        amp=amp,  # type: ignore[arg-type]
+        channels_last=variant.channels_last,
+    )
     schedule = NoiseSchedule.linear(400).to(device)
 
     def build() -> tuple[Callable[[], None], int]:
@@ -177,9 +229,8 @@ def ddpm_case(
         fn = step_fn(model, task, cfg, shape, plan.batch, device, compile_model, 0.9999)
         return fn, count_params(model)
 
-    row = _measure(build, plan, device)
-    return {"preset": preset, "shape": list(shape), "batch": plan.batch,
-            "variant": variant.label, **variant.__dict__, **row}  # fmt: skip
+    meta = {"preset": preset, "shape": list(shape), "variant": variant.label, **variant.__dict__}
+    return Case(meta, build)
 
 
 def classifier_case(
@@ -189,19 +240,32 @@ def classifier_case(
     device: torch.device,
     amp: str,
     compile_model: bool,
-) -> dict[str, Any]:
+) -> Case:
     """Training images/s of the ResNet classifier, as the classifier runs train it."""
-    cfg = TrainConfig(lr=5e-4, optimizer="adam", grad_clip=None, amp=amp,  # type: ignore[arg-type]
-                      ema_decay=None, channels_last=True)  # fmt: skip
+    cfg = TrainConfig(
+        lr=5e-4,
+        optimizer="adam",
+        grad_clip=None,
+        amp=amp,  # type: ignore[arg-type]
+        ema_decay=None,
+        channels_last=True,
+    )
 
     def build() -> tuple[Callable[[], None], int]:
         torch.manual_seed(0)
         model = ResNetClassifier(
             classifier_config(preset, in_channels=shape[0], num_classes=NUM_CLASSES)
         )
-        fn = step_fn(model, _ClassifierTask(), cfg, shape, plan.batch, device,
-                     compile_model, None)  # fmt: skip
+        fn = step_fn(model, _ClassifierTask(), cfg, shape, plan.batch, device, compile_model, None)
         return fn, count_params(model)
 
-    row = _measure(build, plan, device)
-    return {"preset": preset, "shape": list(shape), "batch": plan.batch, **row}
+    return Case({"preset": preset, "shape": list(shape)}, build)
+
+
+def match_check(preset: str, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The matched synthmix U-Net and UNet2DModel compute the same function (weights copied)."""
+    return {
+        "preset": preset,
+        "shape": list(shape),
+        **check_same_function(unet_cfg(preset, shape, "matched")),
+    }

@@ -127,16 +127,13 @@ def resolve_data_config(args: argparse.Namespace, manifest: dict[str, Any]) -> A
 
 def _classifier_config(args: argparse.Namespace) -> Any:
     from synthmix.errors import ConfigError
-    from synthmix.runs.classifier import ClassifierRunConfig
-    from synthmix.training import TrainConfig
+    from synthmix.synthetic.cas import cas_classifier_config
 
-    for name in ("max_epochs", "patience", "seeds", "max_images", "k"):
+    for name in ("seeds", "max_images", "k"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-    train = TrainConfig(max_epochs=args.max_epochs, patience=args.patience, ema_decay=None,
-                        grad_clip=None)
-    return ClassifierRunConfig(model={"preset": args.classifier_preset}, train=train,
-                               device=args.device)
+    return cas_classifier_config(args.classifier_preset, args.max_epochs, args.patience,
+                                 args.device)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

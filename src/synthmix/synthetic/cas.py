@@ -203,3 +203,15 @@ def load_feature_classifier(run_dir: Path, classifier_cfg: ClassifierRunConfig,
         raise ConfigError("classifier run has no best checkpoint", path=run_dir)
     load_weights(best / "model.safetensors", net)
     return net.eval()
+
+
+def cas_classifier_config(preset: str, max_epochs: int, patience: int,
+                          device: str = "auto") -> ClassifierRunConfig:
+    """The fixed CAS classifier recipe: the study's optimiser, no EMA or clipping."""
+    from synthmix.runs.classifier import ClassifierRunConfig
+    from synthmix.training import TrainConfig
+
+    if max_epochs < 1 or patience < 1:
+        raise ConfigError("--max-epochs and --patience must be >= 1")
+    train = TrainConfig(max_epochs=max_epochs, patience=patience, ema_decay=None, grad_clip=None)
+    return ClassifierRunConfig(model={"preset": preset}, train=train, device=device)
