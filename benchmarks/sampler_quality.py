@@ -23,7 +23,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from synthmix.synthetic.cas import cas_classifier_config
 
 if TYPE_CHECKING:
     from synthmix.runs.ddpm import TrainedDDPM
+    from synthmix.synthetic.generate import SampleFn
 
 log = logging.getLogger("synthmix.sampler_quality")
 
@@ -90,17 +91,20 @@ def parse_configs(specs: Sequence[str], T: int) -> list[SamplerSpec]:
 
 
 class SamplingClock:
-    """Wraps a sample_fn and adds up the seconds and images it sampled."""
+    """Adds up the seconds and images of the sample_fn it wraps (`wrap`)."""
 
-    def __init__(self, sample_fn: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> None:
-        self.sample_fn, self.seconds, self.images = sample_fn, 0.0, 0
+    def __init__(self) -> None:
+        self.seconds, self.images = 0.0, 0
 
-    def __call__(self, labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        start = time.perf_counter()
-        x0 = self.sample_fn(labels, seeds)  # (B, C, H, W); synchronous: the result is on the CPU
-        self.seconds += time.perf_counter() - start
-        self.images += len(seeds)
-        return x0
+    def wrap(self, sample_fn: SampleFn) -> SampleFn:
+        def timed(labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+            start = time.perf_counter()
+            x0 = sample_fn(labels, seeds)  # (B, C, H, W); synchronous: the result is on the CPU
+            self.seconds += time.perf_counter() - start
+            self.images += len(seeds)
+            return x0
+
+        return timed
 
 
 def _warm_up(ddpm: TrainedDDPM, device: torch.device, batch_size: int) -> None:
@@ -114,7 +118,6 @@ def _warm_up(ddpm: TrainedDDPM, device: torch.device, batch_size: int) -> None:
 
 def generate_sets(
     ddpm: TrainedDDPM,
-    run_dir: Path,
     specs: Sequence[SamplerSpec],
     out: Path,
     *,
@@ -129,7 +132,7 @@ def generate_sets(
     """Sample (or reuse) one set per spec in out/sets/<label>; their sampling times by label."""
     from synthmix.files import atomic_write_json
     from synthmix.synthetic.format import MANIFEST_NAME
-    from synthmix.synthetic.generate import generate_synthetic_set, make_diffusion_sample_fn
+    from synthmix.synthetic.generate import sample_from_ddpm
 
     timings_path = out / TIMINGS_JSON
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -137,36 +140,16 @@ def generate_sets(
     for spec in specs:
         set_dir = out / "sets" / spec.label
         fresh = not (set_dir / MANIFEST_NAME).is_file()
-        provenance = {  # as `synthmix sample` writes it, so evaluate-synthetic can trace it
-            "checkpoint_sha256": checkpoint_sha,
-            "checkpoint": str(ddpm.weights_file),
-            "run_dir": str(Path(run_dir).resolve()),
-            "sampler": spec.sampler,
-            "steps": spec.steps,
-            "guidance_scale": guidance_scale,
-            "eta": 0.0,
-            "base_seed": base_seed,
-        }
-        clock = SamplingClock(
-            make_diffusion_sample_fn(
-                ddpm.model, ddpm.schedule, spec.sampler, spec.steps, guidance_scale, 0.0, device
-            )
-        )
+        clock = SamplingClock()
         if not warm and not _is_complete(set_dir):
             _warm_up(ddpm, device, batch_size)
             warm = True
-        generate_synthetic_set(
-            set_dir,
-            sample_fn=clock,
-            class_names=ddpm.class_names,
-            n_per_class=[n_per_class] * len(ddpm.class_names),
-            image_shape=ddpm.image_shape,
-            base_seed=base_seed,
-            provenance=provenance,
-            shard_size=max(1, batch_size),
-            batch_size=batch_size,
+        sample_from_ddpm(
+            ddpm, set_dir, n_per_class=n_per_class, sampler=spec.sampler, steps=spec.steps,
+            guidance_scale=guidance_scale, base_seed=base_seed, shard_size=max(1, batch_size),
+            batch_size=batch_size, checkpoint_sha256=checkpoint_sha, wrap=clock.wrap,
             progress=progress,
-        )
+        )  # fmt: skip
         if clock.images:
             # A resumed set adds this call's timed images to the earlier calls' ones.
             old = {} if fresh else timings.get(spec.label, {})
@@ -311,7 +294,6 @@ def run_sampler_quality(
     checkpoint_sha = sha256_file(ddpm.weights_file)
     timings = generate_sets(
         ddpm,
-        run_dir,
         specs,
         out,
         checkpoint_sha=checkpoint_sha,

@@ -101,9 +101,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from synthmix.device import select_device
-    from synthmix.files import sha256_file
     from synthmix.runs.ddpm import load_ddpm
-    from synthmix.synthetic.generate import generate_synthetic_set, make_diffusion_sample_fn
+    from synthmix.synthetic.generate import sample_from_ddpm
     from synthmix.training import distributed as dist
 
     device = select_device(args.device or "auto")
@@ -112,31 +111,15 @@ def _sample(args: argparse.Namespace) -> int:
         Path(args.run_dir), which=args.checkpoint, use_ema=not args.no_ema, device=device
     )
     scfg = ddpm.cfg.sample
-    sampler = args.sampler or scfg.sampler
-    steps = ddpm.schedule.T if sampler == "ancestral" else (args.steps or scfg.steps)
-    guidance = scfg.guidance_scale if args.guidance is None else args.guidance
-    eta = scfg.eta if args.eta is None else args.eta
-    provenance = {
-        "checkpoint_sha256": sha256_file(ddpm.weights_file),
-        "checkpoint": str(ddpm.weights_file),
-        "run_dir": str(Path(args.run_dir).resolve()),
-        "sampler": sampler,
-        "steps": steps,
-        "guidance_scale": guidance,
-        "eta": eta,
-        "base_seed": args.seed,
-    }
-    sample_fn = make_diffusion_sample_fn(
-        ddpm.model, ddpm.schedule, sampler, steps, guidance, eta, device
-    )
-    out = generate_synthetic_set(
+    out = sample_from_ddpm(
+        ddpm,
         Path(args.out),
-        sample_fn=sample_fn,
-        class_names=ddpm.class_names,
-        n_per_class=[args.n_per_class] * len(ddpm.class_names),
-        image_shape=ddpm.image_shape,
+        n_per_class=args.n_per_class,
+        sampler=args.sampler or scfg.sampler,
+        steps=args.steps or scfg.steps,
+        guidance_scale=scfg.guidance_scale if args.guidance is None else args.guidance,
+        eta=scfg.eta if args.eta is None else args.eta,
         base_seed=args.seed,
-        provenance=provenance,
         shard_size=args.shard_size,
         batch_size=args.batch_size or scfg.batch_size,
         progress=not args.no_progress,

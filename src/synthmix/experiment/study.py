@@ -117,42 +117,20 @@ def synthetic_set(
 ) -> Path:
     """Sample (or finish sampling) one synthetic set; skipped when already complete."""
     from synthmix.device import select_device
-    from synthmix.files import sha256_file
     from synthmix.runs.ddpm import load_ddpm
-    from synthmix.synthetic.generate import generate_synthetic_set, make_diffusion_sample_fn
+    from synthmix.synthetic.generate import sample_from_ddpm
 
     s = cfg.synthetic
     manifest = out / "manifest.json"
     done = manifest.is_file() and '"complete": true' in manifest.read_text()
 
     def run() -> None:
-        device = select_device(cfg.device)
-        ddpm = load_ddpm(ddpm_dir, device=device)
-        steps = ddpm.schedule.T if s.sampler == "ancestral" else s.steps
-        provenance = {
-            "checkpoint_sha256": sha256_file(ddpm.weights_file),
-            "run_dir": str(ddpm_dir.resolve()),
-            "sampler": s.sampler,
-            "steps": steps,
-            "guidance_scale": guidance_scale,
-            "eta": s.eta,
-            "base_seed": seed,
-        }
-        fn = make_diffusion_sample_fn(
-            ddpm.model, ddpm.schedule, s.sampler, steps, guidance_scale, s.eta, device
-        )
-        generate_synthetic_set(
-            out,
-            sample_fn=fn,
-            class_names=ddpm.class_names,
-            n_per_class=[n_per_class] * len(ddpm.class_names),
-            image_shape=ddpm.image_shape,
-            base_seed=seed,
-            provenance=provenance,
-            shard_size=s.shard_size,
-            batch_size=s.batch_size,
-            progress=progress,
-        )
+        ddpm = load_ddpm(ddpm_dir, device=select_device(cfg.device))
+        sample_from_ddpm(
+            ddpm, out, n_per_class=n_per_class, sampler=s.sampler, steps=s.steps,
+            guidance_scale=guidance_scale, eta=s.eta, base_seed=seed,
+            shard_size=s.shard_size, batch_size=s.batch_size, progress=progress,
+        )  # fmt: skip
 
     stages.run(name, done, run)
     return out

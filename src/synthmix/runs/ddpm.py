@@ -215,6 +215,7 @@ class TrainedDDPM:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]
     weights_file: Path
+    run_dir: Path
 
 
 def load_ddpm(
@@ -250,4 +251,4 @@ def load_ddpm(
     if cfg.train.channels_last:  # 1.4-1.5x faster sampling on CPUs (see CPU-NOTES.md)
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     schedule = NoiseSchedule.from_config(cfg.schedule).to(device)
-    return TrainedDDPM(model, schedule, cfg, class_names, (h, w, c), weights)
+    return TrainedDDPM(model, schedule, cfg, class_names, (h, w, c), weights, run_dir)

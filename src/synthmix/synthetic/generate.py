@@ -130,6 +130,43 @@ def make_diffusion_sample_fn(
     return sample_fn
 
 
+def sample_from_ddpm(
+    ddpm: Any,
+    out_dir: str | Path,
+    *,
+    n_per_class: int,
+    sampler: str,
+    steps: int,
+    guidance_scale: float,
+    eta: float = 0.0,
+    base_seed: int = 0,
+    shard_size: int = 1024,
+    batch_size: int = 256,
+    checkpoint_sha256: str | None = None,
+    wrap: Callable[[SampleFn], SampleFn] | None = None,
+    progress: bool = True,
+) -> Path:
+    """A class-balanced set from a trained DDPM (`synthmix.runs.ddpm.TrainedDDPM`), with the
+    provenance every reader expects: checkpoint sha256 and run, sampler, steps, w, eta, seed."""
+    device = next(ddpm.model.parameters()).device
+    steps = ddpm.schedule.T if sampler == "ancestral" else steps
+    provenance = {
+        "checkpoint_sha256": checkpoint_sha256 or sha256_file(ddpm.weights_file),
+        "checkpoint": str(ddpm.weights_file),
+        "run_dir": str(Path(ddpm.run_dir).resolve()),
+        "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "eta": eta,
+        "base_seed": base_seed,
+    }  # fmt: skip
+    fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, sampler, steps, guidance_scale, eta,
+                                  device)
+    return generate_synthetic_set(
+        out_dir, sample_fn=wrap(fn) if wrap else fn, class_names=ddpm.class_names,
+        n_per_class=[n_per_class] * len(ddpm.class_names), image_shape=ddpm.image_shape,
+        base_seed=base_seed, provenance=provenance, shard_size=shard_size,
+        batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+
+
 def generate_synthetic_set(
     out_dir: str | Path,
     *,
