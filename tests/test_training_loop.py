@@ -132,6 +132,7 @@ def test_max_steps_then_resume_with_more_steps_continues_mid_epoch(tmp_path):
     cfg = TrainConfig(max_epochs=3, patience=None, batch_size=16, seed=3, max_steps=4)
     r1, _ = train(tmp_path / "a", cfg)
     assert r1.steps == 4 and r1.stop_reason == "max_steps"
+    assert r1.history[-1]["partial_epoch"] and r1.history[-1]["epoch_progress"] == 0.667  # 4/6
     from dataclasses import replace
 
     r2, m2 = train(tmp_path / "a", replace(cfg, max_steps=None), resume=True)

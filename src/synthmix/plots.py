@@ -32,7 +32,7 @@ def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str =
     """Train and validation loss per epoch (the study's Figure 4)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [r["epoch"] for r in history]
+    epochs = [r.get("epoch_progress", r["epoch"]) for r in history]  # partial last epochs too
     ax.plot(epochs, [r["train_loss"] for r in history], marker=".", label="train")
     ax.plot(epochs, [r["val_loss"] for r in history], marker=".", label="validation")
     ax.set_xlabel("epoch")

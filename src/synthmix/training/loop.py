@@ -204,7 +204,6 @@ def fit(
             if cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0:
                 _save_last(ckpt_dir, model, ema, optimizer, scaler, state, cfg)
         bar.close()
-        epoch_done = state.batch >= n_batches
         _end_epoch(
             state,
             task,
@@ -217,7 +216,7 @@ def fit(
             run_dir,
             loss_sum,
             n_steps,
-            epoch_done,
+            n_batches,
         )
     if rank == 0:
         _write_summary(run_dir, state, cfg)
@@ -298,9 +297,10 @@ def _end_epoch(
     run_dir: Path,
     loss_sum: torch.Tensor,
     n_steps: int,
-    epoch_done: bool,
+    n_batches: int,
 ) -> None:
     """Validate, update early stopping, checkpoint and log; on rank 0, then shared."""
+    epoch_done = state.batch >= n_batches
     stopping = _should_stop(state, cfg, in_epoch=True)
     if not epoch_done and not stopping:
         return
@@ -309,7 +309,7 @@ def _end_epoch(
     record: dict[str, Any] = {}
     if dist.is_main():
         record = _validate(
-            state, task, eval_model, model, ema, cfg, run_dir, train_loss, epoch_done
+            state, task, eval_model, model, ema, cfg, run_dir, train_loss, n_batches
         )
     record = dict(dist.broadcast_object(record))  # type: ignore[call-overload]
     if record:
@@ -335,8 +335,9 @@ def _validate(
     cfg: TrainConfig,
     run_dir: Path,
     train_loss: float,
-    epoch_done: bool,
+    n_batches: int,
 ) -> dict[str, Any]:
+    epoch_done = state.batch >= n_batches
     model.eval()
     val_loss = task.val_loss(eval_model)
     improved = val_loss < state.best_val_loss
@@ -355,6 +356,7 @@ def _validate(
     record: dict[str, Any] = {
         "epoch": state.epoch + (1 if epoch_done else 0),
         "partial_epoch": not epoch_done,
+        "epoch_progress": round(state.epoch + min(1.0, state.batch / max(n_batches, 1)), 3),
         "step": state.step,
         "train_loss": train_loss,
         "val_loss": val_loss,
