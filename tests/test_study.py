@@ -55,6 +55,8 @@ def test_every_stage_and_section_is_there(study):
         assert cell["paper_f1"] is None  # no study numbers for digits
     assert [s["guidance_scale"] for s in results["guidance_sweep"]] == [0.0, 1.0]
     assert results["quality"] is not None
+    started = json.loads((out / "run.json").read_text())["code_version"]
+    assert results["code_version"] == started and "synthmix" in started
     stages = json.loads((out / "stages.json").read_text())
     assert {"ddpm", "synthetic-seed0", "quality"} <= set(stages)
     report = (out / "report.md").read_text()

@@ -28,6 +28,15 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _started_with(study_dir: Path) -> dict[str, Any]:
+    import json
+
+    info = Path(study_dir) / "run.json"
+    if info.is_file():
+        return dict(json.loads(info.read_text()).get("code_version") or code_version())
+    return code_version()
+
+
 def aggregate(
     cfg: Any,
     study_dir: Path,
@@ -50,7 +59,8 @@ def aggregate(
         "semantics": cfg.mixes.semantics,
         "seeds": cfg.seeds,
         "config": to_dict(cfg),
-        "code_version": code_version(),
+        # The code this invocation started with (run.json), not whatever is checked out by now.
+        "code_version": _started_with(study_dir),
         "hardware": hardware(),
         "ddpm_run": str(Path(ddpm_dir).resolve()),
         "synthetic_sets": synthetic_sets,
