@@ -5,6 +5,7 @@ import pytest
 
 from synthmix.config import dump_yaml, from_dict, load_config, parse_overrides, to_dict
 from synthmix.errors import ConfigError
+from synthmix.runs.ddpm import DDPMConfig
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,14 @@ def test_missing_and_invalid_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(Outer, listy)
+
+
+def test_mode_names_like_off_stay_strings(tmp_path):
+    # YAML 1.1 reads off/on/yes/no as booleans; `--set train.amp=off` must mean the mode "off".
+    assert parse_overrides(["train.amp=off", "a.b=yes", "a.c=true", "a.d=False"]) == {
+        "train": {"amp": "off"},
+        "a": {"b": "yes", "c": True, "d": False},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {amp: off, channels_last: false}\n")
+    assert load_config(DDPMConfig, path).train.amp == "off"

@@ -7,6 +7,7 @@ type, and the resolved config is written into every run directory.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,26 @@ import yaml
 from synthmix.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false are booleans, so `amp: off` (a mode name)
+    stays the string "off" instead of YAML 1.1's False."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with synthmix's loader (safe; YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
@@ -125,7 +146,7 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set train.max_epochs=5")
         key, raw = pair.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml_text(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {pair!r}: value is not valid YAML ({e})") from None
         node = nested
@@ -153,7 +174,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("config file not found", path=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {e}".replace("\n", " "), path=path) from None
     if data is None:
