@@ -153,6 +153,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     _warn_load("start")
     t_start = time.perf_counter()
+    t_part = [t_start]
+
+    def part_done(part: str) -> None:
+        """Record the part's seconds and write what is measured so far (a killed run keeps it)."""
+        now = time.perf_counter()
+        result.setdefault("part_seconds", {})[part] = round(now - t_part[0], 1)
+        t_part[0] = now
+        atomic_write_json(args.out, {**result, "complete": False})
+        print(f"[bench] {part} done in {result['part_seconds'][part]:.0f} s", file=sys.stderr)
+
     if "train" in args.parts:
         shapes = DDPM_SHAPES_QUICK if args.quick else DDPM_SHAPES
         result["match_check"] = [
@@ -174,14 +184,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "sample" in args.parts:
         result["sampling_check"] = check_agreement(device)
         result["unet_eval"] = evals = eval_rows(plan["sample"], device)
-        speed = {
-            r["channels_last"]: r["images_per_s"]["median"]
-            for r in evals
-            if r["network"] == "diffusers matched"
+        faster_cl = {
+            net: max(
+                (r for r in evals if r["network"] == net),
+                key=lambda r: r["images_per_s"]["median"],
+            )["channels_last"]
+            for net in ("synthmix matched", "diffusers matched")
         }
-        diffusers_cl = speed.get(True, 0.0) > speed.get(False, 0.0)
-        result["sampling"] = sampler_rows(plan["sample"], device, args.compile, diffusers_cl)
+        result["sampling"] = sampler_rows(
+            plan["sample"],
+            device,
+            args.compile,
+            faster_cl["synthmix matched"],
+            faster_cl["diffusers matched"],
+        )
         result["sampling_overhead"] = overhead_rows(plan["sample"].batch, device)
+        part_done("sample")
     if "classifier" in args.parts:
         cases = [
             classifier_case(p, s, plan["classifier"], device, args.amp, args.compile)
@@ -189,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for s in CLASSIFIER_SHAPES
         ]
         result["classifier"] = measure_group(cases, plan["classifier"], device)
+        part_done("classifier")
     if "e2e" in args.parts:
         result["end_to_end"] = end_to_end(args.studies)
     result["machine"]["load_average_1min_end"] = round(load_average(), 2)
@@ -211,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     _warn_load("end")
     print_report(result, LOAD_LIMIT)
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, {**result, "complete": True})
     print(f"\nwrote {args.out}")
     return 0
 

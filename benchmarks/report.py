@@ -81,7 +81,11 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
             table,
         ),
     ]
-    out += ["", "Headline, synthmix/diffusers (diffusers at its faster memory format):"]
+    out += [
+        "",
+        "Headline, synthmix/diffusers images/s (same architecture, same step; 'best' = each "
+        "side at its own faster memory format):",
+    ]
     heads = []
     for key in dict.fromkeys((r["preset"], tuple(r["shape"])) for r in rows):
         by = {r["variant"]: r for r in rows if (r["preset"], tuple(r["shape"])) == key}
@@ -92,10 +96,10 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
         def par(v: str, by: dict[str, Any] = by) -> str:
             return f"{by[v]['params']:,}" if v in by else "-"
 
-        best_d = max(
-            filter(None, [med("diffusers matched channels_last"), med("diffusers matched NCHW")]),
-            default=None,
-        )
+        def best(impl_arch: str) -> float | None:
+            both = [med(f"{impl_arch} channels_last"), med(f"{impl_arch} NCHW")]
+            return max(filter(None, both), default=None)
+
         heads.append(
             [
                 key[0],
@@ -103,9 +107,12 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
                 par("synthmix preset channels_last"),
                 par("synthmix matched channels_last"),
                 par("diffusers matched channels_last"),
-                _ratio(med("synthmix matched channels_last"), best_d),
-                _ratio(med("synthmix preset channels_last"), best_d),
-                _ratio(med("synthmix preset channels_last"), med("synthmix preset NCHW")),
+                _ratio(med("synthmix matched NCHW"), med("diffusers matched NCHW")),
+                _ratio(
+                    med("synthmix matched channels_last"), med("diffusers matched channels_last")
+                ),
+                _ratio(best("synthmix matched"), best("diffusers matched")),
+                _ratio(best("synthmix preset"), best("diffusers matched")),
             ]
         )
     out.append(
@@ -116,9 +123,10 @@ def training_section(rows: list[dict[str, Any]]) -> list[str]:
                 "params synthmix preset",
                 "params synthmix matched",
                 "params diffusers",
-                "**ratio matched arch**",
-                "ratio preset as shipped",
-                "channels_last / NCHW (synthmix)",
+                "matched NCHW",
+                "matched channels_last",
+                "**matched, best vs best**",
+                "synthmix preset best vs diffusers best",
             ],
             heads,
         )
@@ -199,10 +207,18 @@ def sampling_section(rows: list[dict[str, Any]], check: dict[str, Any] | None) -
         )
     b = rows[0]["batch"] if rows else "?"
     fmt = {r["impl"]: "channels_last" if r.get("channels_last") else "NCHW" for r in rows}
+    compiled = any(r.get("compiled") for r in rows)
+    first = {r["impl"]: r.get("first_call_s") for r in rows}
+    how = (
+        f"both compiled (first call incl. compiling: synthmix {first.get('synthmix')} s, "
+        f"diffusers {first.get('diffusers')} s)"
+        if compiled
+        else "eager"
+    )
     out = [
         f"## Sampling, guidance w=3 (batched cond+uncond), cpu preset 1x16x16, batch {b}",
-        f"synthmix {fmt.get('synthmix')} (as load_ddpm gives it), diffusers "
-        f"{fmt.get('diffusers')} (its faster format in the U-Net forward table)\n",
+        f"synthmix {fmt.get('synthmix')}, diffusers {fmt.get('diffusers')} (each its faster "
+        f"format in the U-Net forward table); {how}\n",
         _table(
             [
                 "sampler",

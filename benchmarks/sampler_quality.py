@@ -432,6 +432,7 @@ def plot_curve(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from synthmix.files import atomic_write_bytes
 
@@ -475,7 +476,10 @@ def plot_curve(result: dict[str, Any], path: Path) -> None:
     base = result["real_baseline"]["macro_f1"]["mean"]
     ax.axhline(base, color="tab:green", linestyle="--", label="real data, same size")
     ax.set_xscale("log")
-    ax.set_xlabel("network evaluations per image (log)")
+    nfes = sorted({r["nfe_per_image"] for r in rows})
+    ax.set_xticks(nfes, [str(n) for n in nfes])  # the measured NFEs, not log-minor labels
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("network evaluations per image (log scale)")
     ax.set_ylabel("CAS macro-F1 on the real test set")
     ax.set_title(
         f"sampler quality vs cost ({result['real_data']['dataset']}, "

@@ -128,23 +128,37 @@ def _warm(model: Any, impl: str, plan: SamplePlan, device: torch.device) -> floa
 
 
 def sampler_rows(
-    plan: SamplePlan, device: torch.device, compile_model: bool, diffusers_cl: bool
+    plan: SamplePlan,
+    device: torch.device,
+    compile_model: bool,
+    ours_cl: bool,
+    diffusers_cl: bool,
 ) -> list[dict]:
     """NFE/s and images/s of every (implementation, sampler, steps); the two implementations'
     runs alternate, so drifting background load hits both alike.
 
-    synthmix runs its network in channels_last, as `load_ddpm` hands it to the samplers;
-    diffusers in the memory format `diffusers_cl` says (its faster one, from `eval_rows`).
+    Each side runs its network in the memory format given (its faster one, from `eval_rows`;
+    a synthmix config picks it with train.channels_last). `compile_model`: synthmix compiles
+    as `synthmix sample --compile` does (one graph at the guided batch), diffusers with
+    `torch.compile(dynamic=False)`; the first call's seconds include compiling.
     """
+    from synthmix.diffusion.compiled import compile_for_sampling
+
     ours, theirs = networks(device)
     impls: dict[str, tuple[Any, Callable[..., Any], bool, float]] = {}
     for impl, net, make, cl in [
-        ("synthmix", ours, _synthmix_run, True),
+        ("synthmix", ours, _synthmix_run, ours_cl),
         ("diffusers", theirs, _diffusers_run, diffusers_cl),
     ]:
         fmt = torch.channels_last if cl else torch.contiguous_format
         net.to(memory_format=fmt)  # type: ignore[call-overload]
-        model = torch.compile(net) if compile_model else net
+        model: Any = net
+        if compile_model:
+            model = (
+                compile_for_sampling(net, plan.batch)
+                if impl == "synthmix"
+                else torch.compile(net, dynamic=False)
+            )
         impls[impl] = (model, make, cl, _warm(model, impl, plan, device))
     grid = [("ancestral", plan.ancestral_steps)]
     grid += [(name, s) for name in ("ddim", "dpmpp") for s in plan.steps]
@@ -169,6 +183,7 @@ def sampler_rows(
                 {
                     "impl": impl,
                     "channels_last": cl,
+                    "compiled": compile_model,
                     "sampler": name,
                     "steps": full_steps,
                     "steps_timed": steps,

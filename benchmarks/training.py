@@ -65,6 +65,7 @@ DDPM_VARIANTS = (
     Variant("synthmix", "preset", True),  # how synthmix trains
     Variant("synthmix", "preset", False),  # before channels_last
     Variant("synthmix", "matched", True),  # identical architecture to the diffusers model
+    Variant("synthmix", "matched", False),
     Variant("diffusers", "matched", True),
     Variant("diffusers", "matched", False),  # how diffusers' training examples run
 )

@@ -24,7 +24,7 @@ TINY = [
 ]
 
 
-def test_train_resume_and_sample_through_the_cli(tmp_path):
+def test_train_resume_and_sample_through_the_cli(tmp_path, monkeypatch):
     run = tmp_path / "run"
     cfg = str(ROOT / "configs" / "ddpm" / "mnist-cpu.yaml")
     assert main(["train-ddpm", cfg, *TINY, "--run-dir", str(run), "--no-progress"]) == 0
@@ -51,6 +51,19 @@ def test_train_resume_and_sample_through_the_cli(tmp_path):
     assert prov["sampler"] == "ddim" and prov["guidance_scale"] == 1.5 and prov["steps"] == 2
     ddpm = load_ddpm(run)
     assert ddpm.weights_file.name == "ema.safetensors"
+    # --compile samples through the fixed-batch network (torch.compile itself stubbed out here;
+    # tests/test_fast_path.py runs the real one): 30 images in batches of 8, the last padded.
+    from synthmix.diffusion import compiled
+
+    calls = []
+    monkeypatch.setattr(compiled.torch, "compile", lambda m, **kw: calls.append(kw) or m)
+    out2 = tmp_path / "set-compiled"
+    assert main(["sample", str(run), "--n-per-class", "3", "--out", str(out2), "--sampler", "ddim",
+                 "--steps", "2", "--guidance", "1.5", "--batch-size", "8", "--compile",
+                 "--no-progress"]) == 0
+    assert calls == [{"dynamic": False}]
+    diff = np.abs(read_synthetic_set(out2).images.astype(int) - syn.images.astype(int))
+    assert diff.max() <= 1  # the same images, up to uint8 rounding of float noise
 
 
 def test_bad_config_is_one_clear_line(tmp_path, capsys):

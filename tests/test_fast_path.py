@@ -3,7 +3,8 @@
 channels_last vs contiguous U-Net (forward, and one training step's loss and gradients), and the
 inference-mode samplers (batched guidance, precomputed float32 coefficient tables) vs plain
 loops written here straight from the papers: float64 scalar maths, separate conditional and
-unconditional passes. torch.compile is deliberately not exercised here (minutes to compile).
+unconditional passes. torch.compile is exercised once, on the tiny U-Net's sampling (compiling
+the training step takes minutes and gained nothing on the CPU: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -197,3 +198,31 @@ def test_sampling_with_channels_last_model_equals_plain(name: str) -> None:
     ]
     assert (out[0] - out[1]).abs().max() < 1e-4
     assert out[0].std() > 0.05
+
+
+def test_fixed_batch_padding_changes_no_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The padding of FixedBatchEps, with torch.compile replaced by the identity (compiling
+    # takes minutes): a short last batch padded to the compiled rows gives the same images.
+    from synthmix.diffusion import compiled
+
+    monkeypatch.setattr(compiled.torch, "compile", lambda model, **kw: model)
+    model, schedule = _unet(), NoiseSchedule.linear(T, 1e-3, 0.2)
+    padded = compiled.compile_for_sampling(model, batch_size=7)
+    assert padded.rows == 14 and padded.image_shape == model.image_shape
+    for name in ("ddim", "ancestral"):
+        kw = {"steps": 5} if name == "ddim" else {}
+        want = sample(name, model, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), **kw)
+        got = sample(name, padded, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), **kw)
+        _close(got, want, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_sampling_equals_eager() -> None:
+    # The real torch.compile (inductor, generating C++ on the CPU), on the tiny U-Net.
+    from synthmix.diffusion.compiled import compile_for_sampling
+
+    model, schedule = _unet(), NoiseSchedule.linear(T, 1e-3, 0.2)
+    fast = compile_for_sampling(model, batch_size=len(SEEDS))
+    want = sample("ddim", model, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), steps=5)
+    got = sample("ddim", fast, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), steps=5)
+    _close(got, want, rtol=1e-4)

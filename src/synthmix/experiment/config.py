@@ -34,6 +34,7 @@ class SyntheticStage:
     batch_size: int = 256
     shard_size: int = 1024
     per_seed: bool = False  # a fresh synthetic set (new base seed) for every classifier seed
+    compile: bool = False  # torch.compile the U-Net for sampling (pays off for long sampling)
 
 
 @dataclass(frozen=True)

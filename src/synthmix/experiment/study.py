@@ -130,6 +130,7 @@ def synthetic_set(
             ddpm, out, n_per_class=n_per_class, sampler=s.sampler, steps=s.steps,
             guidance_scale=guidance_scale, eta=s.eta, base_seed=seed,
             shard_size=s.shard_size, batch_size=s.batch_size, progress=progress,
+            compile_model=s.compile,
         )  # fmt: skip
 
     stages.run(name, done, run)

@@ -114,15 +114,25 @@ def make_diffusion_sample_fn(
     guidance_scale: float,
     eta: float,
     device: torch.device | str,
+    compile_batch: int | None = None,
 ) -> SampleFn:
-    """A `sample_fn` running `synthmix.diffusion.samplers.sample` with per-image noise."""
+    """A `sample_fn` running `synthmix.diffusion.samplers.sample` with per-image noise.
+
+    `compile_batch`: torch.compile the network once for batches of this many images (smaller
+    batches are padded to it); the first batch then pays the compile time."""
     from synthmix.diffusion.samplers import PerImageNoise, sample
+
+    net = model
+    if compile_batch:
+        from synthmix.diffusion.compiled import compile_for_sampling
+
+        net = compile_for_sampling(model, compile_batch, guided=guidance_scale != 0)
 
     def sample_fn(labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         noise = PerImageNoise(seeds, device)
         with torch.no_grad():
             x0 = sample(
-                sampler_name, model, schedule, labels.to(device), noise,
+                sampler_name, net, schedule, labels.to(device), noise,
                 steps=steps, guidance_scale=guidance_scale, eta=eta,
             )  # (B, C, H, W)
         return x0.float().cpu()
@@ -145,6 +155,7 @@ def sample_from_ddpm(
     checkpoint_sha256: str | None = None,
     wrap: Callable[[SampleFn], SampleFn] | None = None,
     progress: bool = True,
+    compile_model: bool = False,
 ) -> Path:
     """A class-balanced set from a trained DDPM (`synthmix.runs.ddpm.TrainedDDPM`), with the
     provenance every reader expects: checkpoint sha256 and run, sampler, steps, w, eta, seed."""
@@ -158,7 +169,7 @@ def sample_from_ddpm(
         "base_seed": base_seed,
     }  # fmt: skip
     fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, sampler, steps, guidance_scale, eta,
-                                  device)
+                                  device, compile_batch=batch_size if compile_model else None)
     return generate_synthetic_set(
         out_dir, sample_fn=wrap(fn) if wrap else fn, class_names=ddpm.class_names,
         n_per_class=[n_per_class] * len(ddpm.class_names), image_shape=ddpm.image_shape,
