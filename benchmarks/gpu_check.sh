@@ -1,6 +1,6 @@
 #!/bin/bash
 # The prepared GPU check behind benchmarks/results/h200-*: sampler quality (CAS vs network
-# evaluations), the training benchmark of both presets, and the paper preset's real commands
+# evaluations), the training benchmark of the paper preset, and the paper preset's real commands
 # (torchrun train-ddpm with DDP/NCCL and fp16, then `synthmix sample`). Each stage has its own
 # time limit and writes into $OUT as it goes, so a stage that runs out of time loses only itself.
 #

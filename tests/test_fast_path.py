@@ -4,7 +4,7 @@ channels_last vs contiguous U-Net (forward, and one training step's loss and gra
 inference-mode samplers (batched guidance, precomputed float32 coefficient tables) vs plain
 loops written here straight from the papers: float64 scalar maths, separate conditional and
 unconditional passes. torch.compile is exercised once, on the tiny U-Net's sampling (compiling
-the training step takes minutes and gained nothing on the CPU: benchmarks/README.md).
+the training step takes minutes and gained nothing on the CPU: README.md, Performance).
 """
 
 from __future__ import annotations
@@ -201,8 +201,8 @@ def test_sampling_with_channels_last_model_equals_plain(name: str) -> None:
 
 
 def test_fixed_batch_padding_changes_no_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The padding of FixedBatchEps, with torch.compile replaced by the identity (compiling
-    # takes minutes): a short last batch padded to the compiled rows gives the same images.
+    # The padding of FixedBatchEps, with torch.compile replaced by the identity (the real one
+    # is the next test): a short last batch padded to the compiled rows gives the same images.
     from synthmix.diffusion import compiled
 
     monkeypatch.setattr(compiled.torch, "compile", lambda model, **kw: model)
