@@ -28,7 +28,8 @@ from measure import interleaved_windows, sync, warm_up
 from torch import nn
 from training import NUM_CLASSES, unet_cfg
 
-from synthmix.diffusion.samplers import SAMPLERS, PerImageNoise, sample
+from synthmix.diffusion.noise import make_noise
+from synthmix.diffusion.samplers import SAMPLERS, sample
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet
 
@@ -87,7 +88,7 @@ def _synthmix_run(model: Any, name: str, steps: int, plan: SamplePlan, device: t
             model,
             schedule,
             labels,
-            PerImageNoise(seeds, device),
+            make_noise(seeds, device),
             steps=None if name == "ancestral" else steps,
             guidance_scale=GUIDANCE,
             image_shape=SHAPE,
@@ -262,11 +263,11 @@ def check_agreement(device: torch.device, batch: int = 4, steps: int = 10) -> di
             ours,
             schedule,
             labels,
-            PerImageNoise(seeds, device),
+            make_noise(seeds, device),
             steps=steps,
             guidance_scale=GUIDANCE,
         )
-        x_T = PerImageNoise(seeds, device).randn(SHAPE)
+        x_T = make_noise(seeds, device).randn(SHAPE)
         got = diffusers_sample(
             ours, diffusers_scheduler(name, schedule), x_T, labels, NUM_CLASSES, GUIDANCE, steps
         )
@@ -305,7 +306,7 @@ def overhead_rows(batch: int, device: torch.device, steps: int = 50) -> list[dic
                 eps,
                 ours,
                 labels,
-                PerImageNoise(range(batch), device),
+                make_noise(list(range(batch)), device),
                 steps=None if name == "ancestral" else steps,
                 guidance_scale=GUIDANCE,
             )

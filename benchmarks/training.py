@@ -1,7 +1,7 @@
 """Training throughput cases: the DDPM U-Nets (synthmix and diffusers) and the classifiers.
 
 Every case runs the same optimisation step synthmix's training loop runs
-(`synthmix.training.loop._train_step`: seeded generator, Adam, loss, backward, gradient
+(`synthmix.training.loop.train_step`: seeded generator, Adam, loss, backward, gradient
 clipping, optimizer step) plus the EMA update `fit` does, on batches indexed from one in-memory
 tensor as `fit` does; only the network differs between synthmix and diffusers.
 """
@@ -31,8 +31,9 @@ from synthmix.device import resolve_amp
 from synthmix.diffusion.loss import ddpm_loss
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet, UNetConfig, unet_config
+from synthmix.seeding import StepRandom
 from synthmix.training.ema import EMA
-from synthmix.training.loop import TrainConfig, _train_step, make_optimizer
+from synthmix.training.loop import TrainConfig, make_optimizer, train_step
 
 NUM_CLASSES = 10
 
@@ -78,7 +79,7 @@ class _DDPMTask:
         self.schedule, self.wrap = schedule, wrap
 
     def train_loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: StepRandom
     ) -> torch.Tensor:
         return ddpm_loss(
             self.wrap(model),
@@ -86,14 +87,14 @@ class _DDPMTask:
             x,
             y,
             p_uncond=0.1,
-            generator=generator,
+            rng=rng,
             null_label=NUM_CLASSES,
         )
 
 
 class _ClassifierTask:
     def train_loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: StepRandom
     ) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
@@ -135,8 +136,8 @@ def step_fn(
         x, y = pool_x[idx], pool_y[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        _train_step(
-            train_model, task, x, y, optimizer, scaler, cfg, state["step"], 0, device, amp_dtype
+        train_step(
+            train_model, task, x, y, optimizer, scaler, cfg, state["step"], cfg.lr, amp_dtype
         )
         if ema is not None:
             ema.update(model, state["step"])

@@ -83,7 +83,7 @@ def test_paper_preset_builds_the_study_model_and_takes_a_step():
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
-    loss = ddpm_loss(model, schedule, x0, torch.tensor([3, 7]), p_uncond=0.1, generator=g)
+    loss = ddpm_loss(model, schedule, x0, torch.tensor([3, 7]), p_uncond=0.1, rng=g)
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)

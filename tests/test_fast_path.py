@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from synthmix.diffusion.loss import ddpm_loss
-from synthmix.diffusion.samplers import PerImageNoise, sample
+from synthmix.diffusion.noise import PerImageNoise
+from synthmix.diffusion.samplers import sample
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.diffusion.unet import UNet, unet_config
 
@@ -63,7 +64,7 @@ def test_channels_last_training_step_equals_contiguous() -> None:
     losses = []
     for model, x in [(plain, x0), (fast, x0.contiguous(memory_format=CL))]:
         g = torch.Generator().manual_seed(3)  # same t, eps and label dropout for both
-        loss = ddpm_loss(model, schedule, x, LABELS, p_uncond=0.5, generator=g)
+        loss = ddpm_loss(model, schedule, x, LABELS, p_uncond=0.5, rng=g)
         loss.backward()
         losses.append(loss.detach())
     _close(losses[1], losses[0])

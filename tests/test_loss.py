@@ -55,7 +55,7 @@ def test_loss_draws_t_over_all_steps_and_uses_q_sample() -> None:
     spy = Spy(s)
     x0 = torch.zeros(20_000, 1, 2, 2)
     y = torch.zeros(20_000, dtype=torch.int64)
-    loss = ddpm_loss(spy, s, x0, y, p_uncond=0.2, generator=torch.Generator().manual_seed(0))
+    loss = ddpm_loss(spy, s, x0, y, p_uncond=0.2, rng=torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and loss.item() < 1e-10  # x_t = sqrt(1-ab) eps when x0 = 0
     assert spy.t is not None and spy.y is not None
     assert spy.t.dtype == torch.int64 and spy.t.min() == 0 and spy.t.max() == 399
@@ -70,9 +70,9 @@ def test_loss_is_reproducible_from_generator() -> None:
     x0 = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
-        a = ddpm_loss(model, s, x0, y, generator=torch.Generator().manual_seed(5))
-        b = ddpm_loss(model, s, x0, y, generator=torch.Generator().manual_seed(5))
-        c = ddpm_loss(model, s, x0, y, generator=torch.Generator().manual_seed(6))
+        a = ddpm_loss(model, s, x0, y, rng=torch.Generator().manual_seed(5))
+        b = ddpm_loss(model, s, x0, y, rng=torch.Generator().manual_seed(5))
+        c = ddpm_loss(model, s, x0, y, rng=torch.Generator().manual_seed(6))
     assert a.item() == b.item() and a.item() != c.item()
     assert 0.5 < a.item() < 2.0  # zero-init net predicts 0: loss ~ E[eps^2] = 1
 
@@ -87,7 +87,7 @@ def test_adam_steps_reduce_loss_on_fixed_batch() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_at(seed: int) -> torch.Tensor:
-        return ddpm_loss(model, s, x0, y, generator=torch.Generator().manual_seed(seed))
+        return ddpm_loss(model, s, x0, y, rng=torch.Generator().manual_seed(seed))
 
     with torch.no_grad():
         before = loss_at(123).item()

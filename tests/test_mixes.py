@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from synthmix.data.splits import stratified_prefix
 from synthmix.errors import ConfigError
-from synthmix.experiment.mixes import STUDY_MIXES, Mix, build_mix, mix_counts, stratified_prefix
+from synthmix.experiment.mixes import STUDY_MIXES, Mix, affordable_total, build_mix, mix_counts
 
 
 def pool(n_per_class, k=10, offset=0.0, seed=0):
@@ -41,6 +42,16 @@ def test_fixed_total_sizes_are_equal():
         assert r == round(20000 * m.real / (m.real + m.synthetic))
     with pytest.raises(ConfigError, match="pools hold"):
         mix_counts(Mix("big", 0.0, 1.0), "fixed-total", 100, 50, 80)
+
+
+def test_fixed_total_default_is_what_every_mix_can_afford():
+    # The study's own sizes: Exp 2 (all synthetic) can only have the 26,880 synthetic images.
+    assert affordable_total(list(STUDY_MIXES), 27000, 26880) == 26880
+    for m in STUDY_MIXES:
+        r, s = mix_counts(m, "fixed-total", 27000, 26880, 26880)
+        assert r <= 27000 and s <= 26880 and r + s == 26880
+    # Exp 4 (10/90) with a small synthetic pool: 90% of the total must fit in 900 images.
+    assert affordable_total([Mix("Exp 4", 0.1, 0.9)], 5000, 900) == 1000
     with pytest.raises(ConfigError, match="outside"):
         mix_counts(Mix("bad", 1.5, 0.0), "fraction-of-pools", 100, 50, None)
 
@@ -50,7 +61,8 @@ def test_build_mix_sizes_balance_and_validation(semantics):
     real, real_val, syn = pool(90), pool(10, offset=10_000), pool(80, offset=-10_000)
     totals = set()
     for mix in STUDY_MIXES:
-        m = build_mix(mix, semantics, real, real_val, syn, seed=0, total=800)
+        n_real, n_syn = mix_counts(mix, semantics, 900, 800, 800)
+        m = build_mix(n_real, n_syn, real, real_val, syn, seed=0)
         counts = np.bincount(m.train_y.numpy(), minlength=10)
         assert counts.max() - counts.min() <= 1, (mix, counts)
         is_real = m.train_x[:, 0, 0, 0] >= 0

@@ -28,7 +28,7 @@ def test_readme_commands_are_real_subcommands():
 def test_every_shipped_config_parses():
     from synthmix.config import load_config
     from synthmix.experiment.config import StudyConfig
-    from synthmix.experiment.study import ddpm_config_for
+    from synthmix.experiment.stages import ddpm_config_for
     from synthmix.runs.ddpm import DDPMConfig
 
     for path in sorted((ROOT / "configs" / "ddpm").glob("*.yaml")):

@@ -21,7 +21,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["zero", "one", "two"]
 CELLS = [("Exp 1", 1.0, 0.0, 0.97), ("Exp 2", 0.0, 1.0, 0.71), ("Exp 3", 0.5, 0.5, 0.98),
          ("Exp 4", 0.1, 0.9, 0.95), ("Exp 5", 0.9, 0.1, 0.99)]
-HEADINGS = ["What was run", "Results (Table 6 layout)", "Per-class F1 (mean over seeds)",
+HEADINGS = ["The answer", "What was run", "Results (Table 6 layout)",
+            "Paired differences (95% confidence intervals)", "What the synthetic data is worth",
+            "Sampling settings", "Per-class F1 (mean over seeds)",
             "Macro-F1 next to the study", "Guidance sweep", "DDPM samples", "DDPM training",
             "Classifier training (seed 0)", "Synthetic data quality", "Provenance", "Config",
             "Code version", "Hardware", "Wall time per stage"]
@@ -140,8 +142,8 @@ def test_full_report_has_every_section_row_and_image(
     for heading in HEADINGS:
         assert re.search(rf"^#+ {re.escape(heading)}$", md, re.M), heading
     assert md.startswith("# synthmix study: ")
-    assert "fraction-of-pools" in md and "2 seeds" in md and "preset small" in md
-    assert "ddim sampler (50 steps, guidance scale w = 3.0)" in md
+    assert "fraction-of-pools" in md and "in 2 repeats" in md and "preset small" in md
+    assert "with ddim-50 w=3 (as configured)" in md
     for cell in results["table"]:
         row = next(line for line in md.splitlines() if line.startswith(f"| {cell['name']} |"))
         assert f"| {_mean_std_text(cell['runs'], 'macro_f1')} |" in row

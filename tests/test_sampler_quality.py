@@ -48,7 +48,7 @@ def test_parse_configs(sq):
 
 
 def _row(label, nfe, f1):
-    return {"label": label, "nfe_per_image": nfe, "cas_macro_f1": {"mean": f1, "std": 0.0, "n": 1}}
+    return {"label": label, "nfe_per_image": nfe, "val_macro_f1": {"mean": f1, "std": 0.0, "n": 1}}
 
 
 def test_cheapest_within_one_point(sq):
@@ -56,54 +56,53 @@ def test_cheapest_within_one_point(sq):
     rows = [ref, _row("ddim-10", 20, 0.8899), _row("dpmpp-10", 20, 0.8901),
             _row("ddim-25", 50, 0.95), _row("dpmpp-5", 10, 0.70)]
     assert sq.cheapest_within(rows, ref)["label"] == "dpmpp-10"  # 0.8899 misses by 1e-4
-    rows.append(_row("ddim-10b", 20, 0.93))  # same cost, higher CAS wins the tie
+    rows.append(_row("ddim-10b", 20, 0.93))  # same cost, higher score wins the tie
     assert sq.cheapest_within(rows, ref)["label"] == "ddim-10b"
     assert sq.cheapest_within([ref, _row("ddim-10", 20, 0.5)], ref) is ref
     assert sq.cheapest_within([_row("ddim-10", 20, 0.5)], ref) is None
 
 
-def test_tiny_end_to_end_shares_noise_and_resumes(sq, tmp_path):
+def test_tiny_end_to_end_shares_noise_scores_on_validation_and_resumes(sq, tmp_path):
     run = tmp_path / "ddpm"
     cfg = str(ROOT / "configs" / "ddpm" / "mnist-cpu.yaml")
     assert synthmix_main(["train-ddpm", cfg, *TINY_DDPM, "--run-dir", str(run),
                           "--no-progress"]) == 0
     out = tmp_path / "sq"
-    kwargs = dict(real="digits", configs=["ancestral", "ddim:3", "dpmpp:3"], n_per_class=5,
-                  seeds=1, max_epochs=1, patience=1, batch_size=50, progress=False)
+    kwargs = dict(real="digits", configs=["ancestral", "ddim:3"], thresholding=["none", "clip"],
+                  n_per_class=5, seeds=1, max_epochs=1, patience=1, batch_size=50,
+                  progress=False)
     result = sq.run_sampler_quality(run, out, **kwargs)
 
     labels = [r["label"] for r in result["configs"]]
-    assert labels == [f"ancestral-{T}", "ddim-3", "dpmpp-3"]
+    assert labels == ["ancestral-T w=3", "ancestral-T w=3 clip", "ddim-3 w=3", "ddim-3 w=3 clip"]
     # Guided steps cost two network evaluations each.
-    assert [r["nfe_per_image"] for r in result["configs"]] == [2 * T, 6, 6]
-    assert result["reference"] == f"ancestral-{T}"
+    assert [r["nfe_per_image"] for r in result["configs"]] == [2 * T, 2 * T, 6, 6]
+    assert result["reference"] == "ancestral-T w=3"
     best = result["cheapest_within_tolerance"]
     assert best is not None and best["nfe_ratio"] == pytest.approx(2 * T / best["nfe_per_image"])
-    sets = [read_synthetic_set(out / "sets" / label) for label in labels]
+    sets = [read_synthetic_set(r["set_dir"]) for r in result["configs"]]
     for s in sets[1:]:  # one x_T per image across samplers: same labels and seeds
         assert np.array_equal(s.labels, sets[0].labels) and np.array_equal(s.seeds, sets[0].seeds)
     # ...but the samplers differ (ancestral adds fresh noise z every step; DDIM does not).
-    assert not np.array_equal(sets[0].images, sets[1].images)
+    assert not np.array_equal(sets[0].images, sets[2].images)
     for r in result["configs"]:
-        g = r["generation"]
-        assert g["images_timed"] == 50 and g["seconds"] > 0
-        assert 0.0 <= r["cas_macro_f1"]["mean"] <= 1.0 and r["cas_macro_f1"]["n"] == 1
-    # The real baseline is trained once, not once per config.
-    real_runs = sorted(p.parent.relative_to(out).as_posix()
-                       for p in (out / "cas").rglob("test_metrics.json"))
-    assert real_runs == [f"cas/ancestral-{T}/synthetic/seed-0",
-                         "cas/ddim-3/synthetic/seed-0", "cas/dpmpp-3/synthetic/seed-0",
-                         "cas/real-baseline/real/seed-0"]
+        assert r["sampling"]["images"] == 50 and r["sampling"]["seconds"] > 0
+        assert 0.0 <= r["val_macro_f1"]["mean"] <= 1.0 and r["val_macro_f1"]["n"] == 1
+        assert r["isolated_pixels_per_image"] >= 0 and r["fid_vs_validation"] >= 0
+    # Scored on validation: no classifier run wrote test metrics.
+    assert not list(out.rglob("test_metrics.json"))
+    assert len(list(out.rglob("validation_metrics.json"))) == 5  # 4 sets + the real baseline
     assert (out / "sampler_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     on_disk = json.loads((out / "sampler_quality.json").read_text())
-    assert on_disk["configs"][0]["cas_macro_f1"] == result["configs"][0]["cas_macro_f1"]
+    assert on_disk["configs"][0]["val_macro_f1"] == result["configs"][0]["val_macro_f1"]
     table = sq.markdown_table(result)
-    assert table.count("\n| ") == 5
-    assert f"cheapest within 1 macro-F1 point of ancestral-{T}" in table
+    assert table.count("\n| ") == 6  # header, 4 sets, the real baseline
+    assert "cheapest within 1 macro-F1 point of ancestral-T w=3" in table
 
     # A re-run samples nothing and trains nothing: files and timings stay as they were.
-    watched = [*out.glob("sets/*/shard-*.npz"), *out.rglob("test_metrics.json")]
+    watched = [*out.rglob("shard-*.npz"), *out.rglob("validation_metrics.json")]
     before = {p: p.stat().st_mtime_ns for p in watched}
     again = sq.run_sampler_quality(run, out, **kwargs)
     assert {p: p.stat().st_mtime_ns for p in watched} == before
-    assert again["configs"] == result["configs"]
+    assert [r["val_macro_f1"] for r in again["configs"]] == [
+        r["val_macro_f1"] for r in result["configs"]]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from synthmix.diffusion.noise import PerImageNoise
 from synthmix.diffusion.samplers import (
     SAMPLERS,
-    PerImageNoise,
     guided_eps,
     network_evaluations,
     sample,
@@ -19,6 +19,7 @@ from synthmix.diffusion.samplers import (
     sample_dpmpp_2m,
 )
 from synthmix.diffusion.schedule import NoiseSchedule
+from synthmix.diffusion.settings import DEFAULT_SAMPLING
 from synthmix.diffusion.unet import UNet, unet_config
 from synthmix.errors import ConfigError
 
@@ -149,13 +150,13 @@ def test_ancestral_clip_x0_is_the_posterior_mean_of_the_clipped_prediction() -> 
     narrow = GaussianOracle(schedule, [0.0], 0.1)  # x_0 predictions stay far inside [-1, 1]
     plain = sample_ancestral(narrow, schedule, labels, _noise(8), guidance_scale=0.0)
     clipped = sample_ancestral(
-        narrow, schedule, labels, _noise(8), guidance_scale=0.0, clip_x0=True
+        narrow, schedule, labels, _noise(8), guidance_scale=0.0, thresholding="clip"
     )
     torch.testing.assert_close(clipped, plain, atol=1e-4, rtol=1e-4)
     wide = GaussianOracle(schedule, [0.0], 3.0)  # here clipping must bite
     wide_plain = sample_ancestral(wide, schedule, labels, _noise(8), guidance_scale=0.0)
     wide_clip = sample_ancestral(
-        wide, schedule, labels, _noise(8), guidance_scale=0.0, clip_x0=True
+        wide, schedule, labels, _noise(8), guidance_scale=0.0, thresholding="clip"
     )
     assert wide_plain.abs().max() > 1.5
     assert wide_clip.abs().max() <= 1.0 + 1e-6  # the last step returns the clipped x_0 itself
@@ -255,8 +256,8 @@ def test_network_evaluations() -> None:
     assert network_evaluations("ancestral", None, 400, 3.0) == 800
     assert network_evaluations("ancestral", 50, 1000, 0.0) == 1000
     assert network_evaluations("ddim", 50, 400, 3.0) == 100
-    assert network_evaluations("ddim", None, 400, 0.0) == 50
-    assert network_evaluations("dpmpp", None, 400, 1.0) == 50
+    assert network_evaluations("ddim", None, 400, 0.0) == DEFAULT_SAMPLING.steps
+    assert network_evaluations("dpmpp", None, 400, 1.0) == 2 * DEFAULT_SAMPLING.steps
     with pytest.raises(ConfigError):
         network_evaluations("euler", 10, 400, 0.0)
 

@@ -58,7 +58,7 @@ def test_every_stage_and_section_is_there(study):
     started = json.loads((out / "run.json").read_text())["code_version"]
     assert results["code_version"] == started and "synthmix" in started
     stages = json.loads((out / "stages.json").read_text())
-    assert {"ddpm", "synthetic-seed0", "quality"} <= set(stages)
+    assert {"ddpm", "synthetic-set0", "classifiers", "quality"} <= set(stages)
     report = (out / "report.md").read_text()
     for heading in ("Exp 1", "Exp 5", "guidance", "loss", "onfusion"):
         assert heading.lower() in report.lower(), heading

@@ -247,16 +247,16 @@ def test_two_gloo_processes_equal_one_process(background, reference) -> None:
 
 
 def test_real_tiny_unet_through_make_diffusion_sample_fn(tmp_path: Path) -> None:
-    samplers = pytest.importorskip("synthmix.diffusion.samplers")
-    unet = pytest.importorskip("synthmix.diffusion.unet")
-    schedule_mod = pytest.importorskip("synthmix.diffusion.schedule")
+    from synthmix.diffusion.schedule import NoiseSchedule
+    from synthmix.diffusion.settings import SamplerSettings
+    from synthmix.diffusion.unet import UNet, unet_config
     from synthmix.synthetic.generate import make_diffusion_sample_fn
 
     torch.manual_seed(0)
-    model = unet.UNet(unet.unet_config("tiny", in_channels=1, num_classes=2, image_size=16)).eval()
-    schedule = schedule_mod.NoiseSchedule.linear(T=20)
-    assert hasattr(samplers, "PerImageNoise")
-    sample_fn = make_diffusion_sample_fn(model, schedule, "ddim", 3, 3.0, 0.0, "cpu")
+    model = UNet(unet_config("tiny", in_channels=1, num_classes=2, image_size=16)).eval()
+    schedule = NoiseSchedule.linear(T=20)
+    settings = SamplerSettings(sampler="ddim", steps=3, guidance_scale=3.0)
+    sample_fn = make_diffusion_sample_fn(model, schedule, settings, "cpu")
     args = {**ARGS, "class_names": ["x", "y"], "n_per_class": [2, 1], "image_shape": [16, 16, 1],
             "shard_size": 2}
     first = read_synthetic_set(generate_synthetic_set(tmp_path / "a", sample_fn=sample_fn,

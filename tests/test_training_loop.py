@@ -48,11 +48,11 @@ class ToyTask:
         self.constant_val = constant_val
         self.calls = 0
 
-    def train_loss(self, model, x, y, generator):
+    def train_loss(self, model, x, y, rng):
         self.calls += 1
         if self.kill_at_step is not None and self.calls > self.kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
-        jitter = torch.randn(x.shape, generator=generator) * 0.1
+        jitter = rng.randn(len(x), *x.shape[1:]) * 0.1
         return F.cross_entropy(model(x + jitter), y)
 
     @torch.no_grad()

@@ -64,13 +64,3 @@ def set_threads(num_threads: int | None) -> None:
     """Use `num_threads` intra-op threads (None: leave torch's default, one per core)."""
     if num_threads:
         torch.set_num_threads(num_threads)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (base seed, stream, step, rank ...), stable over runs."""
-    import numpy as np
-
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(
-        2, dtype=np.uint32
-    )
-    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF

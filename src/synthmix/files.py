@@ -118,3 +118,10 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, tuple | set):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label: 'Exp 3' -> 'exp-3', 'w=1.5' -> 'w-1-5'."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import fields
 from pathlib import Path
+
+from synthmix.diffusion.settings import (
+    DEFAULT_SAMPLING,
+    DEFAULT_SEED_RULE,
+    SAMPLER_NAMES,
+    SEED_RULES,
+    THRESHOLDING_MODES,
+    SamplerSettings,
+)
 
 log = logging.getLogger("synthmix")
 
@@ -54,13 +64,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="output directory for the synthetic set")
     s.add_argument(
         "--sampler",
-        choices=("ancestral", "ddim", "dpmpp"),
-        help="default: the run's sample.sampler",
+        choices=SAMPLER_NAMES,
+        help=f"default: the run's sample.sampler (synthmix's default: {DEFAULT_SAMPLING.sampler})",
     )
-    s.add_argument("--steps", type=int, help="sampler steps (ancestral always uses T)")
+    s.add_argument(
+        "--steps",
+        type=int,
+        help=f"sampler steps (ancestral always uses T; default: the run's, synthmix's "
+        f"{DEFAULT_SAMPLING.steps})",
+    )
     s.add_argument("--guidance", type=float, help="guidance scale w (study: 3)")
     s.add_argument("--eta", type=float, help="DDIM eta (0: deterministic)")
+    s.add_argument(
+        "--thresholding",
+        choices=THRESHOLDING_MODES,
+        help="what happens to each step's x_0 prediction: none, clip to [-1, 1], or dynamic "
+        "thresholding (Saharia et al. 2022); default: the run's sample.thresholding",
+    )
+    s.add_argument(
+        "--thresholding-percentile", type=float, help="percentile p of dynamic thresholding"
+    )
     s.add_argument("--seed", type=int, default=0, help="base seed of the per-image seeds")
+    s.add_argument(
+        "--seed-rule",
+        type=int,
+        choices=tuple(SEED_RULES),
+        default=DEFAULT_SEED_RULE,
+        help=f"how seeds become noise (default {DEFAULT_SEED_RULE}; 1 regenerates sets made "
+        "before rule 2)",
+    )
     s.add_argument("--batch-size", type=int, help="images per network batch")
     s.add_argument("--shard-size", type=int, default=1024, help="images per shard file")
     s.add_argument("--checkpoint", choices=("best", "last"), default="best")
@@ -117,15 +149,22 @@ def _sample(args: argparse.Namespace) -> int:
         Path(args.run_dir), which=args.checkpoint, use_ema=not args.no_ema, device=device
     )
     scfg = ddpm.cfg.sample
+    given = {
+        "sampler": args.sampler, "steps": args.steps, "guidance_scale": args.guidance,
+        "eta": args.eta, "thresholding": args.thresholding,
+        "thresholding_percentile": args.thresholding_percentile,
+    }  # fmt: skip
+    run_settings = {f.name: getattr(scfg, f.name) for f in fields(SamplerSettings)}
+    settings = SamplerSettings(
+        **{**run_settings, **{k: v for k, v in given.items() if v is not None}}
+    )
     out = sample_from_ddpm(
         ddpm,
         Path(args.out),
         n_per_class=args.n_per_class,
-        sampler=args.sampler or scfg.sampler,
-        steps=args.steps or scfg.steps,
-        guidance_scale=scfg.guidance_scale if args.guidance is None else args.guidance,
-        eta=scfg.eta if args.eta is None else args.eta,
+        settings=settings,
         base_seed=args.seed,
+        seed_rule=args.seed_rule,
         shard_size=args.shard_size,
         batch_size=args.batch_size or scfg.batch_size,
         progress=not args.no_progress,

@@ -89,6 +89,18 @@ def _index_array(values: object, path: Path, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def class_quotas(counts: np.ndarray, k: int, tie_order: np.ndarray) -> np.ndarray:
+    """Per-class counts summing to exactly k, each class in proportion to `counts`: exact integer
+    quotas k * count / n, the leftover to the largest remainders, ties in `tie_order` (a key
+    per class, lower first)."""
+    n = int(counts.sum())
+    base, remainder = np.divmod(k * counts.astype(np.int64), max(n, 1))
+    leftover = k - int(base.sum())
+    order = np.lexsort((tie_order, -remainder))  # largest remainder first
+    base[order[:leftover]] += 1
+    return base
+
+
 def stratified_take(
     indices: np.ndarray, labels: np.ndarray, k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,16 +111,49 @@ def stratified_take(
         return np.empty(0, dtype=np.int64), np.sort(indices).astype(np.int64)
     classes, inverse = np.unique(labels[indices], return_inverse=True)
     counts = np.bincount(inverse, minlength=len(classes)).astype(np.int64)
-    base, remainder = np.divmod(k * counts, n)  # exact integer quotas k * count / n
-    leftover = k - int(base.sum())
-    order = np.lexsort((rng.random(len(classes)), -remainder))  # largest remainder first
-    base[order[:leftover]] += 1
+    quota = class_quotas(counts, k, rng.random(len(classes)))
     taken, rest = [], []
     for c in range(len(classes)):
         members = rng.permutation(indices[inverse == c])
-        taken.append(members[: base[c]])
-        rest.append(members[base[c]:])
+        taken.append(members[: quota[c]])
+        rest.append(members[quota[c]:])
     return np.sort(np.concatenate(taken)), np.sort(np.concatenate(rest))
+
+
+def stratified_prefix(
+    labels: np.ndarray, fraction: float | None, seed: int, count: int | None = None
+) -> np.ndarray:
+    """Indices of a class-stratified subset: `fraction` of each class (or `count` in total).
+
+    Each class is shuffled once with `seed` and a prefix is taken, so with one seed a smaller
+    subset lies inside a larger one (nested mixes and learning curves); per-class counts
+    follow `class_quotas` (ties to the lower class index).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    want = round(fraction * n) if count is None else count  # type: ignore[operator]
+    if want > n or want < 0:
+        raise ConfigError(f"asked for {want} images from a pool of {n}")
+    classes = np.unique(labels)
+    counts = np.array([np.sum(labels == c) for c in classes], dtype=np.int64)
+    quota = class_quotas(counts, want, np.arange(len(classes)))
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, k in zip(classes, quota):
+        idx = np.flatnonzero(labels == c)
+        chosen.append(idx[rng.permutation(len(idx))][:k])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: a class-stratified `fraction` held out (e.g. the synthetic
+    validation images of a cell without real data), both sorted."""
+    held = stratified_prefix(labels, fraction, seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[held] = True
+    return np.flatnonzero(~mask), held
 
 
 def make_study_splits(

@@ -1,14 +1,15 @@
 """Samplers: short loops over a `NoiseSchedule` calling any eps-network (x_t, t, y) -> eps.
 
-Every image owns a seed (`PerImageNoise`), so an image depends only on its (seed, label) and
-the sampler settings, never on the batch it was drawn in. Per-step coefficients are computed
-once per call in float64, moved to the device once, and indexed with Python ints in the loop
-(no host syncs). Samplers return the raw x_0; `sample()` clamps it to [-1, 1].
+Every image owns a seed (`synthmix.diffusion.noise`), so an image depends only on its (seed,
+label) and the sampler settings, never on the batch it was drawn in. Per-step coefficients are
+computed once per call in float64, moved to the device once, and indexed with Python ints in
+the loop (no host syncs). Every sampler can threshold its x_0 prediction (`thresholding`): the
+processed prediction then replaces the raw one in the update. Samplers return the raw x_0;
+`sample()` clamps it to [-1, 1].
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -16,33 +17,32 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from synthmix.diffusion.noise import Noise
 from synthmix.diffusion.schedule import NoiseSchedule
+from synthmix.diffusion.settings import DEFAULT_SAMPLING, SamplerSettings, Thresholding
 from synthmix.errors import ConfigError
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["DEFAULT_SAMPLING", "SAMPLERS", "SamplerSettings", "sample", "threshold_x0"]
 
 
-class PerImageNoise:
-    """Every image owns a seed: x_T and each step's z come from that image's own torch.Generator,
-    so the same (seed, label) gives the same image whatever the batch size or sharding (like
-    NVlabs/edm StackedRandomGenerator)."""
+def threshold_x0(x0: torch.Tensor, mode: Thresholding, percentile: float) -> torch.Tensor:
+    """Bring an x_0 prediction (B, C, H, W) back towards [-1, 1].
 
-    def __init__(self, seeds: Sequence[int] | torch.Tensor, device: torch.device | str) -> None:
-        self.seeds = [
-            int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)
-        ]
-        self.device = torch.device(device)
-        self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
-
-    def __len__(self) -> int:
-        return len(self.seeds)
-
-    def randn(self, shape_per_image: Sequence[int]) -> torch.Tensor:
-        """One standard-normal draw per image, stacked: (B, *shape_per_image)."""
-        shape = tuple(shape_per_image)
-        return torch.stack(
-            [torch.randn(shape, generator=g, device=self.device) for g in self.generators]
-        )
+    clip: clamp to [-1, 1] (Ho et al. 2020's clipped sampling). dynamic: Saharia et al. 2022
+    section 3.3: s = max(1, the p-th percentile of |x_0| per image), x_0 <- clip(x_0, -s, s) / s,
+    which pulls saturated pixels inwards instead of flattening them.
+    """
+    if mode == "none":
+        return x0
+    if mode == "clip":
+        return x0.clamp(-1.0, 1.0)
+    if mode == "dynamic":
+        flat = x0.abs().reshape(len(x0), -1).float()  # (B, C*H*W)
+        s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0).to(x0.dtype)  # (B,)
+        s = s.reshape(-1, *([1] * (x0.ndim - 1)))
+        return torch.maximum(torch.minimum(x0, s), -s) / s
+    raise ConfigError(f"thresholding: {mode!r} is not one of 'none', 'clip', 'dynamic'")
 
 
 def guided_eps(
@@ -66,7 +66,7 @@ def guided_eps(
 def _setup(
     model: EpsModel,
     labels: torch.Tensor,
-    noise: PerImageNoise,
+    noise: Noise,
     image_shape: Sequence[int] | None,
     null_label: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -100,11 +100,12 @@ def sample_ancestral(
     model: EpsModel,
     schedule: NoiseSchedule,
     labels: torch.Tensor,
-    noise: PerImageNoise,
+    noise: Noise,
     *,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULT_SAMPLING.guidance_scale,
     variance: Literal["beta", "beta_tilde"] = "beta",
-    clip_x0: bool = False,
+    thresholding: Thresholding = DEFAULT_SAMPLING.thresholding,
+    thresholding_percentile: float = DEFAULT_SAMPLING.thresholding_percentile,
     progress: bool = False,
     image_shape: Sequence[int] | None = None,
     null_label: int | None = None,
@@ -117,8 +118,8 @@ def sample_ancestral(
     for i in tqdm(range(schedule.T - 1, -1, -1), disable=not progress, desc="ancestral"):
         t = t_all[i].expand(len(y))  # (B,)
         eps = guided_eps(model, x, t, y, guidance_scale, null)
-        if clip_x0:  # optional: the posterior mean (Ho eq. 7) of a clipped x_0 prediction
-            x0 = sched.predict_x0(x, t, eps).clamp(-1, 1)
+        if thresholding != "none":  # the posterior mean (Ho eq. 7) of a thresholded x_0
+            x0 = threshold_x0(sched.predict_x0(x, t, eps), thresholding, thresholding_percentile)
             mean = sched.posterior_mean(x0, x, t)
         else:  # x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat)  (Alg. 2)
             mean = sched.sqrt_recip_alphas[i] * (x - sched.eps_coef[i] * eps)
@@ -132,11 +133,13 @@ def sample_ddim(
     model: EpsModel,
     schedule: NoiseSchedule,
     labels: torch.Tensor,
-    noise: PerImageNoise,
+    noise: Noise,
     *,
-    steps: int = 50,
+    steps: int = DEFAULT_SAMPLING.steps,
     eta: float = 0.0,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULT_SAMPLING.guidance_scale,
+    thresholding: Thresholding = DEFAULT_SAMPLING.thresholding,
+    thresholding_percentile: float = DEFAULT_SAMPLING.thresholding_percentile,
     progress: bool = False,
     image_shape: Sequence[int] | None = None,
     null_label: int | None = None,
@@ -158,6 +161,9 @@ def sample_ddim(
         sqrt_a, sqrt_1ma, sqrt_a_next, dir_coef, sigma_i = coef[i]
         eps = guided_eps(model, x, t_all[i].expand(len(y)), y, guidance_scale, null)
         x0 = (x - sqrt_1ma * eps) / sqrt_a  # "predicted x_0" of Song eq. 12
+        if thresholding != "none":  # the eps that is consistent with x_t and the new x_0
+            x0 = threshold_x0(x0, thresholding, thresholding_percentile)
+            eps = (x - sqrt_a * x0) / sqrt_1ma
         # x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z  (Song eq. 12)
         x = sqrt_a_next * x0 + dir_coef * eps
         if eta > 0 and i + 1 < len(taus):
@@ -170,10 +176,12 @@ def sample_dpmpp_2m(
     model: EpsModel,
     schedule: NoiseSchedule,
     labels: torch.Tensor,
-    noise: PerImageNoise,
+    noise: Noise,
     *,
-    steps: int = 25,
-    guidance_scale: float = 3.0,
+    steps: int = DEFAULT_SAMPLING.steps,
+    guidance_scale: float = DEFAULT_SAMPLING.guidance_scale,
+    thresholding: Thresholding = DEFAULT_SAMPLING.thresholding,
+    thresholding_percentile: float = DEFAULT_SAMPLING.thresholding_percentile,
     progress: bool = False,
     image_shape: Sequence[int] | None = None,
     null_label: int | None = None,
@@ -204,6 +212,8 @@ def sample_dpmpp_2m(
         sqrt_a, sqrt_1ma, cx, cd, w_cur, w_prev = coef[i]
         eps = guided_eps(model, x, t_all[i].expand(len(y)), y, guidance_scale, null)
         x0 = (x - sqrt_1ma * eps) / sqrt_a  # data prediction x_theta (Lu et al. eq. 8)
+        # The thresholded data prediction enters the multistep update (Lu et al. 2022 sec. 5).
+        x0 = threshold_x0(x0, thresholding, thresholding_percentile)
         x = cx * x + cd * (w_cur * x0 + w_prev * x0_prev)
         x0_prev = x0
     return x
@@ -221,11 +231,13 @@ def sample(
     model: EpsModel,
     schedule: NoiseSchedule,
     labels: torch.Tensor,
-    noise: PerImageNoise,
+    noise: Noise,
     *,
     steps: int | None = None,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULT_SAMPLING.guidance_scale,
     eta: float = 0.0,
+    thresholding: Thresholding = DEFAULT_SAMPLING.thresholding,
+    thresholding_percentile: float = DEFAULT_SAMPLING.thresholding_percentile,
     progress: bool = False,
     **kwargs: Any,
 ) -> torch.Tensor:
@@ -239,28 +251,26 @@ def sample(
         raise ConfigError(f"sampling: eta applies to 'ddim' only, not {name!r}")
     if not math.isfinite(guidance_scale) or guidance_scale < 0:
         raise ConfigError(f"sampling: guidance_scale must be >= 0, got {guidance_scale}")
+    if not 0.5 <= thresholding_percentile < 1.0:
+        raise ConfigError(
+            f"sampling: thresholding_percentile must lie in [0.5, 1), got {thresholding_percentile}"
+        )
     if name == "ddim":
         kwargs["eta"] = eta
     if steps is not None and name != "ancestral":
         kwargs["steps"] = steps
     fn = SAMPLERS[name]
     x0 = fn(
-        model, schedule, labels, noise, guidance_scale=guidance_scale, progress=progress, **kwargs
-    )
+        model, schedule, labels, noise, guidance_scale=guidance_scale, thresholding=thresholding,
+        thresholding_percentile=thresholding_percentile, progress=progress, **kwargs,
+    )  # fmt: skip
     return x0.clamp(-1.0, 1.0)
 
 
 def network_evaluations(name: str, steps: int | None, T: int, guidance_scale: float) -> int:
     """Forward passes per image: steps (T for ancestral), doubled when guidance is on."""
     _check_name(name)
-    if name == "ancestral":
-        n = T
-    else:  # the sampler's own default when steps is None, so defaults live in one place
-        n = (
-            steps
-            if steps is not None
-            else inspect.signature(SAMPLERS[name]).parameters["steps"].default
-        )
+    n = T if name == "ancestral" else (steps if steps is not None else DEFAULT_SAMPLING.steps)
     return n * (2 if guidance_scale != 0 else 1)
 
 

@@ -1,10 +1,23 @@
-"""A study, described by one YAML file: data, DDPM, synthetic set, mixes, classifier, seeds."""
+"""A study, described by one YAML file: data, DDPM, synthetic sets, mixes, classifier, repeats.
+
+Sources of variance are settings: `seeds` repeats every cell, each repeat k with its own
+classifier initialisation and data order; `synthetic.sets` independent synthetic sets (repeat k
+trains on set k mod sets); `ddpm.runs` independently trained DDPMs (set j comes from DDPM
+j mod runs); `mixes.resample` a fresh class-stratified real subset (and synthetic subset) per
+repeat. The report says which of them each ± covers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from synthmix.diffusion.settings import (
+    DEFAULT_SAMPLING,
+    DEFAULT_SEED_RULE,
+    SamplerSettings,
+    Thresholding,
+)
 from synthmix.experiment.mixes import STUDY_MIXES, MixSemantics
 from synthmix.runs.classifier import ClassifierRunConfig
 from synthmix.runs.common import DataConfig
@@ -12,29 +25,48 @@ from synthmix.runs.common import DataConfig
 
 @dataclass(frozen=True)
 class DDPMStage:
-    """Train a DDPM from `config` (a configs/ddpm/*.yaml, its `data:` replaced by the study's)
-    with `overrides`, or reuse the finished run in `run_dir`."""
+    """Train `runs` DDPMs from `config` (a configs/ddpm/*.yaml, its `data:` replaced by the
+    study's) with `overrides` (run j with train.seed + j), or reuse the finished run in
+    `run_dir`."""
 
     config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    runs: int = 1  # independently trained DDPMs, a source of variance (GPU tier)
 
 
 @dataclass(frozen=True)
-class SyntheticStage:
-    """Sample the synthetic pool (SPEC §3), or reuse the set at `path`."""
+class SyntheticStage(SamplerSettings):
+    """Sample the synthetic pool (SPEC §3), or reuse the set at `path`.
 
+    `guidance_scale: auto` picks w (and, with several candidates listed in `tune`, the sampler
+    and thresholding) by the validation score of classifiers trained on small sets (`tune`).
+    """
+
+    guidance_scale: float | Literal["auto"] = DEFAULT_SAMPLING.guidance_scale  # type: ignore[assignment]
     path: str | None = None
     n_per_class: int = 2688  # MNIST in the study; CIFAR-10 used 2,240
-    sampler: Literal["ancestral", "ddim", "dpmpp"] = "ddim"
-    steps: int = 50
-    guidance_scale: float = 3.0
-    eta: float = 0.0
+    sets: int = 1  # independent synthetic sets (base seeds seed, seed + 1, ...)
     seed: int = 0
+    seed_rule: int = DEFAULT_SEED_RULE
     batch_size: int = 256
     shard_size: int = 1024
-    per_seed: bool = False  # a fresh synthetic set (new base seed) for every classifier seed
     compile: bool = False  # torch.compile the U-Net for sampling (pays off for long sampling)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Candidates for `synthetic.guidance_scale: auto`: every combination is sampled
+    (`n_per_class` per class), a classifier of the study's recipe is trained on each set and
+    scored on the classifier half's validation split; the best mean score wins (ties: the
+    cheaper, then the weaker guidance). Empty `samplers`/`thresholding`: the synthetic stage's."""
+
+    guidance_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
+    samplers: tuple[str, ...] = ()  # "dpmpp:20", "ddim:50", "ancestral"
+    thresholding: tuple[Thresholding, ...] = ()
+    n_per_class: int = 100
+    seeds: int = 1
+    seed: int = 1_000  # base seed of the tuning sets (never a study set's)
 
 
 @dataclass(frozen=True)
@@ -47,11 +79,27 @@ class MixSpec:
 @dataclass(frozen=True)
 class MixesConfig:
     semantics: MixSemantics = "fraction-of-pools"
-    total: int | None = None  # fixed-total size (default: the real pool's size)
+    total: int | None = None  # fixed-total size (default: the largest every mix can afford)
     real_pool_size: int | None = None  # cap the classifier half's training pool (CPU presets)
     experiments: tuple[MixSpec, ...] = tuple(
         MixSpec(m.name, m.real, m.synthetic) for m in STUDY_MIXES
     )
+    resample: bool = True  # a fresh real (and synthetic) subset for every repeat
+    # Also train real-only classifiers at every real fraction below 1 that a mix uses, so each
+    # mix is compared with "the same real data, no synthetic" (paired, with a 95% CI).
+    controls: bool = False
+    min_val_per_class: int = 5  # floor of a mix's real validation images per class
+
+
+@dataclass(frozen=True)
+class WorthConfig:
+    """How many real images the synthetic data is worth (learning curves; see worth.py)."""
+
+    enabled: bool = False
+    real_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+    with_synthetic: bool = True  # each real size also with the synthetic set added
+    synthetic_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # synthetic-only points
+    repeats: int | None = None  # default: the study's seeds
 
 
 @dataclass(frozen=True)
@@ -78,9 +126,11 @@ class StudyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     ddpm: DDPMStage = field(default_factory=DDPMStage)
     synthetic: SyntheticStage = field(default_factory=SyntheticStage)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     classifier: ClassifierRunConfig = field(default_factory=ClassifierRunConfig)
     mixes: MixesConfig = field(default_factory=MixesConfig)
-    seeds: int = 3
+    seeds: int = 3  # repeats of every cell
+    worth: WorthConfig = field(default_factory=WorthConfig)
     guidance_sweep: GuidanceSweep = field(default_factory=GuidanceSweep)
     quality: QualityConfig = field(default_factory=QualityConfig)
     device: str = "auto"

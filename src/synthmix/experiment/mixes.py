@@ -2,24 +2,28 @@
 
 - `fraction-of-pools` (the study's code): take `real` of the real pool and `synthetic` of the
   synthetic pool, so the training-set size changes between experiments.
-- `fixed-total`: every experiment trains on `total` images (default: the real pool's size),
-  `real / (real + synthetic)` of them real.
+- `fixed-total`: every experiment trains on `total` images (default: the largest total every
+  mix of the study can afford from the two pools), `real / (real + synthetic)` of them real.
 
 Subsets are nested and class-stratified: each class's pool is shuffled once with the mix
 seed, and an experiment takes a prefix of every class, so 10% real is inside 50% real.
-Validation is always 10% of the real data available to an experiment (the classifier half's
-validation split, cut by the same fraction); an experiment without real data validates on a
-held-out 10% of its synthetic images instead, and its report says so.
+Validation is always the real data available to an experiment in the same share (the classifier
+half's validation split, cut by the same fraction, with a floor per class); an experiment
+without real data validates on a held-out 10% of its synthetic images instead, and its report
+says so.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
+from synthmix.data.splits import stratified_holdout, stratified_prefix
 from synthmix.errors import ConfigError
 
 MixSemantics = Literal["fraction-of-pools", "fixed-total"]
@@ -63,82 +67,77 @@ class MixedSet:
         }
 
 
-def stratified_prefix(
-    labels: np.ndarray, fraction: float | None, seed: int, count: int | None = None
-) -> np.ndarray:
-    """Indices of a class-stratified subset: `fraction` of each class (or `count` in total)."""
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    want = round(fraction * n) if count is None else count  # type: ignore[operator]
-    if want > n:
-        raise ConfigError(f"asked for {want} images from a pool of {n}")
-    chosen = []
-    # Largest-remainder rounding, so per-class counts sum to exactly `want`.
-    shares = np.array([np.sum(labels == c) for c in classes]) * want / max(n, 1)
-    per_class = np.floor(shares).astype(int)
-    for i in np.argsort(-(shares - per_class), kind="stable")[: want - per_class.sum()]:
-        per_class[i] += 1
-    for c, k in zip(classes, per_class):
-        idx = np.flatnonzero(labels == c)
-        chosen.append(idx[rng.permutation(len(idx))][:k])
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
-
-
 def mix_counts(
     mix: Mix, semantics: MixSemantics, n_real_pool: int, n_syn_pool: int, total: int | None
 ) -> tuple[int, int]:
-    """(real, synthetic) training-image counts for `mix`."""
+    """(real, synthetic) training-image counts for `mix` (fixed-total: of `total` images,
+    default the largest total every mix of the study can afford, see `affordable_total`)."""
     for name, f in (("real", mix.real), ("synthetic", mix.synthetic)):
         if not 0.0 <= f <= 1.0:
             raise ConfigError(f"{mix.name}: {name} fraction {f} is outside [0, 1]")
     if semantics == "fraction-of-pools":
         return round(mix.real * n_real_pool), round(mix.synthetic * n_syn_pool)
-    total = n_real_pool if total is None else total
     if mix.real + mix.synthetic == 0:
         raise ConfigError(f"{mix.name}: real and synthetic fractions are both 0")
+    total = affordable_total([mix], n_real_pool, n_syn_pool) if total is None else total
     n_real = round(total * mix.real / (mix.real + mix.synthetic))
     n_syn = total - n_real
     if n_real > n_real_pool or n_syn > n_syn_pool:
         raise ConfigError(
             f"{mix.name}: fixed-total {total} needs {n_real} real and {n_syn} synthetic images "
             f"but the pools hold {n_real_pool} and {n_syn_pool}",
-            hint="lower mixes.total or sample more synthetic images",
+            hint=f"set mixes.total to at most {affordable_total([mix], n_real_pool, n_syn_pool)}"
+            " or sample more synthetic images",
         )
     return n_real, n_syn
 
 
+def affordable_total(mixes: Sequence[Mix], n_real_pool: int, n_syn_pool: int) -> int:
+    """The largest fixed total that every mix can draw from the two pools."""
+    best = n_real_pool + n_syn_pool
+    for mix in mixes:
+        share = mix.real / (mix.real + mix.synthetic)
+        total = min(n_real_pool / share if share else math.inf,
+                    n_syn_pool / (1 - share) if share < 1 else math.inf)
+        total = int(min(total, n_real_pool + n_syn_pool)) + 1
+        while total > 0 and (round(total * share) > n_real_pool
+                             or total - round(total * share) > n_syn_pool):
+            total -= 1
+        best = min(best, total)
+    return best
+
+
 def build_mix(
-    mix: Mix,
-    semantics: MixSemantics,
+    n_real: int,
+    n_syn: int,
     real_train: tuple[torch.Tensor, torch.Tensor],
     real_val: tuple[torch.Tensor, torch.Tensor],
     synthetic: tuple[torch.Tensor, torch.Tensor],
     seed: int,
-    total: int | None = None,
+    min_val_per_class: int = 0,
     val_fraction: float = 0.1,
 ) -> MixedSet:
-    """The training and validation sets of one experiment."""
+    """The training and validation sets of one cell: `n_real` real and `n_syn` synthetic images,
+    class-stratified prefixes of the pools in the order `seed` shuffles them (so with one seed a
+    smaller mix lies inside a larger one)."""
     (rx, ry), (vx, vy), (sx, sy) = real_train, real_val, synthetic
-    n_real, n_syn = mix_counts(mix, semantics, len(ry), len(sy), total)
     real_idx = torch.as_tensor(stratified_prefix(ry.numpy(), None, seed, count=n_real))
     syn_idx = torch.as_tensor(stratified_prefix(sy.numpy(), None, seed + 1, count=n_syn))
     if n_real > 0:
-        # The same share of the real validation split as of the real training pool.
-        share = n_real / len(ry)
-        val_idx = torch.as_tensor(stratified_prefix(vy.numpy(), share, seed + 2))
+        # The same share of the real validation split as of the real training pool, but at
+        # least min_val_per_class per class, so tiny real subsets still validate on something.
+        k = len(np.unique(vy.numpy()))
+        count = max(round(n_real / len(ry) * len(vy)), min(min_val_per_class * k, len(vy)))
+        val_idx = torch.as_tensor(stratified_prefix(vy.numpy(), None, seed + 2, count=count))
         val = (vx[val_idx], vy[val_idx])
-        where = f"{len(val_idx)} real images (10% of the real data available)"
+        where = f"{len(val_idx)} real images of the validation split"
         syn_train = syn_idx
     else:
         # No real data: hold out val_fraction of this experiment's synthetic images.
-        pick = stratified_prefix(sy[syn_idx].numpy(), val_fraction, seed + 3)
-        mask = np.zeros(len(syn_idx), dtype=bool)
-        mask[pick] = True
-        val = (sx[syn_idx[mask]], sy[syn_idx[mask]])
-        syn_train = syn_idx[~mask]
-        where = f"{int(mask.sum())} held-out synthetic images (no real data in this experiment)"
+        keep, held = stratified_holdout(sy[syn_idx].numpy(), val_fraction, seed + 3)
+        val = (sx[syn_idx[held]], sy[syn_idx[held]])
+        syn_train = syn_idx[keep]
+        where = f"{len(held)} held-out synthetic images (no real data in this experiment)"
     train_x = torch.cat([rx[real_idx], sx[syn_train]])
     train_y = torch.cat([ry[real_idx], sy[syn_train]])
     return MixedSet(train_x, train_y, val[0], val[1], n_real, len(syn_train), where)

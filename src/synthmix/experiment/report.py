@@ -26,6 +26,13 @@ from synthmix.experiment.report_render import (
     render_html,
     render_markdown,
 )
+from synthmix.experiment.report_worth import (
+    answer_section,
+    capped_note,
+    paired_section,
+    tuning_section,
+    worth_section,
+)
 from synthmix.files import atomic_write_text
 
 MAX_EPOCH_GRIDS = 4
@@ -177,16 +184,35 @@ def _what_was_run(rep: Report) -> list[Block]:
     else:
         how = str(semantics)
     cap = mixes.get("real_pool_size")
-    sampler = syn.get("sampler", "?")
-    steps = "all T steps" if sampler == "ancestral" else f"{syn.get('steps', '?')} steps"
+    sampling = r.get("sampling") or {}
+    steps = "T" if syn.get("sampler") == "ancestral" else syn.get("steps", "?")
+    label = sampling.get("label") or (
+        f"{syn.get('sampler', '?')}-{steps} w={syn.get('guidance_scale', '?'):g}"
+        if isinstance(syn.get("guidance_scale"), int | float) else
+        f"{syn.get('sampler', '?')}-{steps} w={syn.get('guidance_scale', '?')}")
+    how_chosen = ("chosen on validation images (see Sampling settings)"
+                  if sampling.get("chosen_on_validation") else "as configured")
+    plan = r.get("plan") or {}
+    sets = syn.get("sets", 1)
+    clf = cfg.get("classifier") or {}
+    recipe = clf.get("train") or {}
+    aug = clf.get("augment") or {}
     text = (
-        f"A class-conditional DDPM on {r.get('dataset', '?')} sampled a class-balanced "
-        f"synthetic pool of {syn.get('n_per_class', '?')} images per class with the {sampler} "
-        f"sampler ({steps}, guidance scale w = {syn.get('guidance_scale', '?')}). "
-        f"{len(r.get('table') or [])} experiments each trained a classifier (preset "
-        f"{model.get('preset', 'custom')}) with {r.get('seeds', '?')} seeds and scored it on "
-        f"the real test set. Mix semantics: {how}."
+        f"A class-conditional DDPM on {r.get('dataset', '?')} sampled {sets} class-balanced "
+        f"synthetic set(s) of {syn.get('n_per_class', '?')} images per class with {label} "
+        f"({how_chosen}). {len(r.get('table') or [])} experiments each trained a classifier "
+        f"(preset {model.get('preset', 'custom')}) in {r.get('seeds', '?')} repeats and scored "
+        f"it once on the real test set ({plan.get('classifier_runs', '?')} classifier runs in "
+        f"all). Mix semantics: {how}."
         + (f" The real training pool was capped at {cap} images." if cap else "")
+        + f" Classifier recipe, the same for every cell: batch {recipe.get('batch_size')}, "
+        f"lr {recipe.get('lr')} ({recipe.get('lr_schedule', 'constant')}), at most "
+        f"{recipe.get('max_epochs')} epochs"
+        + (f" of {recipe['steps_per_epoch']} steps" if recipe.get("steps_per_epoch") else "")
+        + f", early stopping with patience {recipe.get('patience')}, label smoothing "
+        f"{clf.get('label_smoothing', 0)}, random translation up to "
+        f"{aug.get('random_crop_padding', 0)} px, horizontal flips "
+        f"{'on' if aug.get('horizontal_flip') else 'off'}."
     )
     return [Heading("What was run"), Para(text)]
 
@@ -215,10 +241,12 @@ def _table6(rep: Report) -> list[Block]:
             no_real.append(f"{cell.get('name', '?')}: {where}")
     out.append(Table(header, rows))
     out.append(Para(
-        "Train sizes are seed 0's (mix.json). The study's F1 is what its code computed "
-        "(micro-F1 averaged over batches, close to accuracy), not macro-F1."))
-    val = ("Validation (early stopping): experiments with real data validate on 10% of the real "
-           "data available to them.")
+        "Train sizes are repeat 0's (mix.json; an experiment without real data trains on 90% of "
+        "its synthetic share). The study's F1 is what its code computed (micro-F1 averaged "
+        "over batches, close to accuracy), not macro-F1."))
+    val = ("Validation (early stopping): experiments with real data validate on the same share "
+           "of the real validation split as of the real pool (at least mixes.min_val_per_class "
+           "images per class).")
     if no_real:
         val += (" Experiments without real data validate on held-out synthetic images: "
                 + "; ".join(no_real) + ".")
@@ -314,6 +342,7 @@ def _ddpm_training(rep: Report) -> list[Block]:
     if ddpm is None:
         return out + [Para(f"No DDPM training record: {where}.", note=True)]
     summary = _read_json(ddpm / "train_summary.json")
+    out += capped_note([summary] if summary else [])
     if summary:
         keys = [k for k in ("epochs", "best_epoch", "best_val_loss", "stop_reason",
                             "train_seconds", "images_per_second", "steps") if k in summary]
@@ -403,9 +432,12 @@ def _provenance(rep: Report) -> list[Block]:
             out.append(Table(["", "value"], [[str(k), str(v)] for k, v in info.items()]))
         else:
             out.append(Para(f"Not recorded ({key}).", note=True))
-    sets = r.get("synthetic_sets") or {}
-    out.append(Para(f"DDPM run: {r.get('ddpm_run', '—')}. Synthetic sets: "
-                    + (", ".join(f"seed {k}: {v}" for k, v in sets.items()) or "—") + "."))
+    sets = r.get("synthetic_sets") or []
+    if isinstance(sets, dict):  # results.json of synthmix before 0.2
+        sets = list(sets.values())
+    runs = r.get("ddpm_runs") or [r.get("ddpm_run", "—")]
+    out.append(Para(f"DDPM run(s): {', '.join(map(str, runs))}. Synthetic sets: "
+                    + (", ".join(f"{i}: {v}" for i, v in enumerate(sets)) or "—") + "."))
     out.append(Heading("Wall time per stage", 3))
     stages = r.get("stages") or {}
     if stages:
@@ -419,8 +451,24 @@ def _provenance(rep: Report) -> list[Block]:
     return out
 
 
-SECTIONS = (_what_was_run, _table6, _per_class, _bar_chart, _sweep, _samples, _ddpm_training,
-            _classifiers, _quality, _provenance)
+def _answer(rep: Report) -> list[Block]:
+    return answer_section(rep.results)
+
+
+def _paired(rep: Report) -> list[Block]:
+    return paired_section(rep.results)
+
+
+def _worth(rep: Report) -> list[Block]:
+    return worth_section(rep.study_dir, rep.results)
+
+
+def _tuning(rep: Report) -> list[Block]:
+    return tuning_section(rep.results)
+
+
+SECTIONS = (_answer, _what_was_run, _table6, _paired, _worth, _tuning, _per_class, _bar_chart,
+            _sweep, _samples, _ddpm_training, _classifiers, _quality, _provenance)
 
 
 def load_results(study_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from synthmix.classifier.resnet import ClassifierConfig, ResNetClassifier, class
 from synthmix.config import ConfigError, from_dict, to_dict
 from synthmix.device import select_device, set_threads
 from synthmix.files import atomic_write_json
+from synthmix.seeding import StepRandom, seeded_init
 from synthmix.training import TrainConfig, fit
+from synthmix.training import distributed as dist
 from synthmix.training.checkpoint import find_checkpoint, load_weights
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -27,8 +29,9 @@ Tensors = tuple[torch.Tensor, torch.Tensor]
 class AugmentConfig:
     """Standard augmentation; off by default to match the study."""
 
-    random_crop_padding: int = 0  # pad by this many pixels (black) and crop back at random
-    horizontal_flip: bool = False  # only where the data set allows it (not digits)
+    # Random translation by up to this many pixels: pad with black, crop back at random.
+    random_crop_padding: int = 0
+    horizontal_flip: bool = False  # only where flips keep the label (CIFAR-10, not digits)
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,16 @@ class ClassifierRunConfig:
     # The study: Adam 5e-4, batch 64, <= 100 epochs, patience 10, no EMA, no clipping.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(ema_decay=None, grad_clip=None))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
     eval_batch_size: int = 512
     device: str = "auto"
     num_threads: int | None = None
 
 
-def build_classifier(spec: dict[str, Any], in_channels: int, num_classes: int) -> ResNetClassifier:
+def build_classifier(
+    spec: dict[str, Any], in_channels: int, num_classes: int, seed: int = 0
+) -> ResNetClassifier:
+    """The classifier of a `model:` config section, its initial weights drawn from `seed`."""
     spec = dict(spec)
     preset = spec.pop("preset", None)
     fixed = {"in_channels": in_channels, "num_classes": num_classes}
@@ -50,20 +57,21 @@ def build_classifier(spec: dict[str, Any], in_channels: int, num_classes: int) -
         base = classifier_config(preset or None, **fixed)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"classifier model preset: {e}") from None
-    return ResNetClassifier(from_dict(ClassifierConfig, {**to_dict(base), **spec}, "model"))
+    with seeded_init(seed):
+        return ResNetClassifier(from_dict(ClassifierConfig, {**to_dict(base), **spec}, "model"))
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding (black = -1) and horizontal flips, from `generator`."""
+def augment(x: torch.Tensor, cfg: AugmentConfig, rng: StepRandom) -> torch.Tensor:
+    """Random crop after zero padding (black = -1) and horizontal flips, from `rng`."""
     b, _, h, w = x.shape
     if cfg.horizontal_flip:
-        flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+        flip = rng.rand(b).to(x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     p = cfg.random_crop_padding
     if p:
         padded = F.pad(x, (p, p, p, p), value=-1.0)
-        dy = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=x.device)
-        dx = torch.randint(0, 2 * p + 1, (b,), generator=generator, device=x.device)
+        dy = rng.randint(2 * p + 1, b).to(x.device)
+        dx = rng.randint(2 * p + 1, b).to(x.device)
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B,1,H,1)
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B,1,1,W)
         bidx = torch.arange(b, device=x.device)[:, None, None, None]
@@ -79,10 +87,10 @@ class ClassifierTask:
         self.val_x, self.val_y = (v.to(device) for v in val)
 
     def train_loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: StepRandom
     ) -> torch.Tensor:
-        x = augment(x, self.cfg.augment, generator)
-        return F.cross_entropy(model(x), y)
+        x = augment(x, self.cfg.augment, rng)
+        return F.cross_entropy(model(x), y, label_smoothing=self.cfg.label_smoothing)
 
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
@@ -112,20 +120,26 @@ def train_classifier(
     run_dir: Path,
     resume: bool = False,
     progress: bool = True,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Train on `train`, early-stop on `val`, restore the best weights, score on `test`."""
+    """Train on `train`, early-stop on `val`, restore the best weights, score once on `test`.
+
+    Written as RUN_DIR/<split>_metrics.json: `split` names what `test` is ("test" for the real
+    test set; "validation" where a choice is made from the score, which the test set never
+    steers). The run trains in this process alone, also under torchrun."""
     from synthmix.metrics.classification import classification_metrics
     from synthmix.plots import plot_confusion_matrix
 
     set_threads(cfg.num_threads)
     device = select_device(cfg.device)
     run_dir = Path(run_dir)
-    result_path = run_dir / "test_metrics.json"
+    result_path = run_dir / f"{split}_metrics.json"
     if resume and result_path.is_file():
         return dict(json.loads(result_path.read_text()))
-    model = build_classifier(cfg.model, train[0].shape[1], len(class_names))
+    model = build_classifier(cfg.model, train[0].shape[1], len(class_names), cfg.train.seed)
     task = ClassifierTask(cfg, val, device)
-    result = fit(model, task, *train, cfg.train, run_dir, device, resume=resume, progress=progress)
+    result = fit(model, task, *train, cfg.train, run_dir, device, resume=resume, progress=progress,
+                 comm=dist.LOCAL)
     best = find_checkpoint(run_dir / "checkpoints" / "best")
     if best is not None:  # the study restores the best weights for testing
         load_weights(best / "model.safetensors", model)
@@ -143,6 +157,9 @@ def train_classifier(
             "train_seconds": round(result.train_seconds, 2),
             "images_per_second": round(result.images_per_second, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "split": split,
+            "n_train": len(train[1]),
+            "n_val": len(val[1]),
         }
     )
     plot_confusion_matrix(

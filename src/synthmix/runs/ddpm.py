@@ -13,27 +13,29 @@ from torch import nn
 
 from synthmix.config import ConfigError, from_dict, to_dict
 from synthmix.device import select_device, set_threads
-from synthmix.diffusion.loss import ddpm_loss
-from synthmix.diffusion.samplers import PerImageNoise, sample
+from synthmix.diffusion.loss import LossWeighting, ddpm_loss
+from synthmix.diffusion.noise import make_noise
+from synthmix.diffusion.samplers import sample
 from synthmix.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from synthmix.diffusion.settings import SamplerSettings
 from synthmix.diffusion.unet import UNet, UNetConfig, unet_config
 from synthmix.errors import SynthmixError
 from synthmix.runs.common import DataConfig, prepare_data, write_run_info
+from synthmix.seeding import StepRandom, derive_seed, seeded_init
 from synthmix.training import TrainConfig, fit
 from synthmix.training import distributed as dist
 from synthmix.training.checkpoint import find_checkpoint, load_weights
 
 log = logging.getLogger(__name__)
 
+STREAM_VAL = 101  # derive_seed stream of the DDPM's fixed validation noise
+
 
 @dataclass(frozen=True)
-class SampleConfig:
-    """How samples are drawn: for the grids during training and as `synthmix sample` defaults."""
+class SampleConfig(SamplerSettings):
+    """How samples are drawn: for the grids during training and as `synthmix sample` defaults
+    (sampler settings as in `SamplerSettings`, plus batch and grid sizes)."""
 
-    sampler: Literal["ancestral", "ddim", "dpmpp"] = "ddim"
-    steps: int = 50
-    guidance_scale: float = 3.0  # w in eps = (1 + w) eps(x, y) - w eps(x, null)
-    eta: float = 0.0
     batch_size: int = 256
     grid_every_epochs: int = 10  # 0: only after training
     grid_per_class: int = 8
@@ -49,14 +51,19 @@ class DDPMConfig:
     # `preset` plus any UNetConfig field; channels, size and classes come from the data.
     unet: dict[str, Any] = field(default_factory=lambda: {"preset": "cpu"})
     p_uncond: float = 0.1  # label dropped per sample for classifier-free guidance
+    loss_weighting: LossWeighting = "uniform"  # or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float = 5.0
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     device: str = "auto"
     num_threads: int | None = None
 
 
-def build_unet(spec: dict[str, Any], in_channels: int, image_size: int, num_classes: int) -> UNet:
-    """The U-Net for a `unet:` config section and the data's shape."""
+def build_unet(
+    spec: dict[str, Any], in_channels: int, image_size: int, num_classes: int, seed: int = 0
+) -> UNet:
+    """The U-Net for a `unet:` config section and the data's shape, its initial weights drawn
+    from `seed` (the run's train.seed)."""
     spec = dict(spec)
     preset = spec.pop("preset", None)
     fixed = {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes}
@@ -65,7 +72,8 @@ def build_unet(spec: dict[str, Any], in_channels: int, image_size: int, num_clas
     except (KeyError, ValueError) as e:
         raise ConfigError(f"unet.preset: {e}") from None
     merged = {**to_dict(base), **spec}
-    return UNet(from_dict(UNetConfig, merged, "unet"))
+    with seeded_init(seed):
+        return UNet(from_dict(UNetConfig, merged, "unet"))
 
 
 class DDPMTask:
@@ -86,25 +94,27 @@ class DDPMTask:
         self.null_label = len(class_names)  # the U-Net's extra "no label" index
 
     def train_loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: StepRandom
     ) -> torch.Tensor:
         return ddpm_loss(
-            model, self.schedule, x, y, p_uncond=self.cfg.p_uncond, generator=generator,
-            null_label=self.null_label,
+            model, self.schedule, x, y, p_uncond=self.cfg.p_uncond, rng=rng,
+            null_label=self.null_label, weighting=self.cfg.loss_weighting,
+            min_snr_gamma=self.cfg.min_snr_gamma,
         )
 
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
-        g = torch.Generator(self.device).manual_seed(self.cfg.train.seed + 12345)
+        # The same t and noise for every validation, so epochs compare (uniform weighting: the
+        # plain eps-MSE, whatever the training loss weights).
+        g = torch.Generator(self.device).manual_seed(derive_seed(self.cfg.train.seed, STREAM_VAL))
         total, n = 0.0, 0
         bs = self.cfg.sample.batch_size
         for i in range(0, len(self.val_x), bs):
             x, y = self.val_x[i : i + bs], self.val_y[i : i + bs]
             if self.cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            total += ddpm_loss(model, self.schedule, x, y, p_uncond=0.0, generator=g).item() * len(
-                x
-            )
+            loss = ddpm_loss(model, self.schedule, x, y, p_uncond=0.0, rng=g)
+            total += loss.item() * len(x)
             n += len(x)
         return total / max(n, 1)
 
@@ -141,16 +151,8 @@ def save_sample_grid(
     labels = torch.arange(k, device=device).repeat_interleave(per)
     seeds = [scfg.seed * 1_000_000 + i for i in range(k * per)]
     model.eval()
-    x0 = sample(
-        scfg.sampler,
-        model,
-        schedule,
-        labels,
-        PerImageNoise(seeds, device),
-        steps=scfg.steps,
-        guidance_scale=scfg.guidance_scale,
-        eta=scfg.eta,
-    )
+    x0 = sample(scfg.sampler, model, schedule, labels, make_noise(seeds, device),
+                **scfg.sampler_kwargs())
     title = f"{title} ({scfg.sampler}-{scfg.steps}, w={scfg.guidance_scale:g})"
     save_class_grid(to_uint8_images(x0.float().cpu()), class_names, per, path, title)
 
@@ -162,11 +164,12 @@ def train_ddpm(
     set_threads(cfg.num_threads)
     device = select_device(cfg.device)
     dist.init_from_env(device)
+    comm = dist.group()
     run_dir = Path(run_dir)
     data = prepare_data(cfg.data)
     h, w, c = data.image_shape
-    model = build_unet(cfg.unet, c, h, len(data.class_names))
-    if dist.is_main():
+    model = build_unet(cfg.unet, c, h, len(data.class_names), cfg.train.seed)
+    if comm.is_main:
         write_run_info(
             run_dir,
             cfg,
@@ -191,8 +194,9 @@ def train_ddpm(
         device,
         resume=resume,
         progress=progress,
+        comm=comm,
     )
-    if dist.is_main():
+    if comm.is_main:
         final = load_ddpm(run_dir, device=device)
         save_sample_grid(
             final.model,
@@ -203,7 +207,7 @@ def train_ddpm(
             f"final ({result.stop_reason})",
             device,
         )
-    dist.barrier()
+    comm.barrier()
     return json.loads((run_dir / "train_summary.json").read_text())
 
 
@@ -235,7 +239,7 @@ def load_ddpm(
     info = json.loads(info_path.read_text())
     h, w, c = info["image_shape"]
     class_names = tuple(info["class_names"])
-    model = build_unet(cfg.unet, c, h, len(class_names))
+    model = build_unet(cfg.unet, c, h, len(class_names), cfg.train.seed)
     folder = find_checkpoint(run_dir / "checkpoints" / which)
     if folder is None:
         raise SynthmixError(

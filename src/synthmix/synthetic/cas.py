@@ -70,7 +70,7 @@ class CasData:
 def cas_data(syn: Tensors, data: PreparedData, seed: int) -> CasData:
     """Synthetic: 10% of the set held out (stratified); real: as many training images from the
     classifier half, validated on the same share of its validation split (as the mixes do)."""
-    from synthmix.experiment.mixes import stratified_prefix
+    from synthmix.data.splits import stratified_prefix
 
     sx, sy = syn
     (rx, ry), (vx, vy) = data.classifier_train, data.classifier_val
@@ -149,9 +149,9 @@ def classification_accuracy_score(
     Run directories: out_dir/<role>/seed-<k>. `roles=("real",)` trains only the real side.
     """
     from synthmix.data import to_model_tensor
-    from synthmix.device import derive_seed
     from synthmix.metrics.classification import mean_std
     from synthmix.runs.common import prepare_data
+    from synthmix.seeding import derive_seed
     from synthmix.synthetic.format import read_synthetic_set
 
     start = time.perf_counter()

@@ -52,7 +52,7 @@ def _timed(timings: dict[str, float], part: str) -> Iterator[None]:
 
 def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
     """Sorted indices of at most `max_images` labels, class-stratified; all of them if fewer."""
-    from synthmix.experiment.mixes import stratified_prefix
+    from synthmix.data.splits import stratified_prefix
 
     labels = np.asarray(labels)
     if len(labels) <= max_images:

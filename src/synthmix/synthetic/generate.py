@@ -4,8 +4,10 @@ Plan: `plan_generation` fixes every image's label and seed from (n_per_class, ba
 shard_size) alone. The j-th image of class c sits at fractional position (j + 1/2) / n_c and
 images are sorted by that position (ties by class index, compared exactly), so classes are
 interleaved: with equal n_per_class the labels run 0, 1, ..., K-1, 0, 1, ... and every shard
-is class-balanced. Image i (its index in the set) gets seed_i = base_seed * 2**32 + i, which
-seeds its own x_T and per-step noise: (label_i, seed_i) regenerate image i alone.
+is class-balanced. Image i (its index in the set) gets seed_i = base_seed * 2**32 + i, from which
+its x_T and per-step noise are drawn by the set's seed rule (`synthmix.diffusion.noise`; rule 2
+uses all 64 bits, so every base seed gives other images): (label_i, seed_i) regenerate image i
+alone. The manifest records the rule; sets of rule 1 stay readable and regenerable.
 
 Resume: the manifest is written first (complete: false); a shard file is kept on re-run when
 its sha256 matches the manifest or, with none recorded, when it loads and its labels and seeds
@@ -33,6 +35,13 @@ import numpy as np
 import torch
 
 from synthmix.data import to_uint8_images
+from synthmix.diffusion.noise import make_noise
+from synthmix.diffusion.settings import (
+    DEFAULT_SAMPLING,
+    DEFAULT_SEED_RULE,
+    SEED_RULES,
+    SamplerSettings,
+)
 from synthmix.errors import ConfigError, DataError, SynthmixError
 from synthmix.files import sha256_file
 from synthmix.synthetic.format import (
@@ -51,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 SEED_STRIDE = 2**32
 MAX_BASE_SEED = 2**31 - 1  # keeps every seed_i below 2**63 (int64, torch.Generator)
-SEED_RULE = "seed_i = base_seed * 2**32 + i, i = the image's index in the set"
+SEED_RULE = "seed_i = base_seed * 2**32 + i, i = the image's index in the set"  # rule 1's text
 ORDER_RULE = "j-th image of class c at (j + 1/2) / n_c; sorted by that, ties by class"
 # Manifest fields that must agree for a re-run to continue an existing directory.
 IDENTITY_KEYS = (
@@ -106,38 +115,71 @@ def plan_generation(n_per_class: Sequence[int], base_seed: int, shard_size: int)
     return GenerationPlan(counts, int(base_seed), int(shard_size), labels, seeds)
 
 
+def generation_record(seed_rule: int, num_shards: int) -> dict[str, Any]:
+    """The manifest's `generation` entry: how labels and seeds were planned and used."""
+    if seed_rule not in SEED_RULES:
+        raise ConfigError(f"seed rule {seed_rule!r} is unknown",
+                          hint=f"known rules: {sorted(SEED_RULES)}")
+    return {"seed_rule": f"{SEED_RULE}; noise: {SEED_RULES[seed_rule]}",
+            "seed_rule_version": seed_rule, "order": ORDER_RULE, "num_shards": num_shards}
+
+
 def make_diffusion_sample_fn(
     model: torch.nn.Module,
     schedule: Any,
-    sampler_name: str,
-    steps: int,
-    guidance_scale: float,
-    eta: float,
+    settings: SamplerSettings,
     device: torch.device | str,
+    seed_rule: int = DEFAULT_SEED_RULE,
     compile_batch: int | None = None,
 ) -> SampleFn:
     """A `sample_fn` running `synthmix.diffusion.samplers.sample` with per-image noise.
 
     `compile_batch`: torch.compile the network once for batches of this many images (smaller
     batches are padded to it); the first batch then pays the compile time."""
-    from synthmix.diffusion.samplers import PerImageNoise, sample
+    from synthmix.diffusion.samplers import sample
 
     net = model
     if compile_batch:
         from synthmix.diffusion.compiled import compile_for_sampling
 
-        net = compile_for_sampling(model, compile_batch, guided=guidance_scale != 0)
+        net = compile_for_sampling(model, compile_batch, guided=settings.guidance_scale != 0)
 
     def sample_fn(labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        noise = PerImageNoise(seeds, device)
+        noise = make_noise(seeds, device, seed_rule)
         with torch.no_grad():
-            x0 = sample(
-                sampler_name, net, schedule, labels.to(device), noise,
-                steps=steps, guidance_scale=guidance_scale, eta=eta,
-            )  # (B, C, H, W)
+            x0 = sample(settings.sampler, net, schedule, labels.to(device), noise,
+                        **settings.sampler_kwargs())  # (B, C, H, W)
         return x0.float().cpu()
 
     return sample_fn
+
+
+def sampling_provenance(settings: SamplerSettings, T: int, base_seed: int,
+                        seed_rule: int) -> dict[str, Any]:
+    """What a manifest records of how its images were sampled (ancestral: steps = T)."""
+    steps = T if settings.sampler == "ancestral" else settings.steps
+    return {
+        "sampler": settings.sampler, "steps": steps, "guidance_scale": settings.guidance_scale,
+        "eta": settings.eta, "thresholding": settings.thresholding,
+        "thresholding_percentile": settings.thresholding_percentile, "base_seed": base_seed,
+        "seed_rule": seed_rule,
+    }  # fmt: skip
+
+
+def settings_of(manifest: dict[str, Any]) -> tuple[SamplerSettings, int]:
+    """The sampler settings and seed rule a set was made with (sets older than thresholding and
+    seed rule 2 recorded neither: they used none and rule 1)."""
+    prov = manifest.get("provenance") or {}
+    rule = int(prov.get("seed_rule") or (manifest.get("generation") or {}).get("seed_rule_version")
+               or 1)
+    settings = SamplerSettings(
+        sampler=prov["sampler"], steps=int(prov["steps"]),
+        guidance_scale=float(prov["guidance_scale"]), eta=float(prov.get("eta") or 0.0),
+        thresholding=prov.get("thresholding") or "none",
+        thresholding_percentile=float(prov.get("thresholding_percentile")
+                                      or DEFAULT_SAMPLING.thresholding_percentile),
+    )  # fmt: skip
+    return settings, rule
 
 
 def sample_from_ddpm(
@@ -145,36 +187,39 @@ def sample_from_ddpm(
     out_dir: str | Path,
     *,
     n_per_class: int,
-    sampler: str,
-    steps: int,
-    guidance_scale: float,
-    eta: float = 0.0,
+    settings: SamplerSettings = DEFAULT_SAMPLING,
     base_seed: int = 0,
+    seed_rule: int = DEFAULT_SEED_RULE,
     shard_size: int = 1024,
     batch_size: int = 256,
     checkpoint_sha256: str | None = None,
     wrap: Callable[[SampleFn], SampleFn] | None = None,
     progress: bool = True,
     compile_model: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> Path:
     """A class-balanced set from a trained DDPM (`synthmix.runs.ddpm.TrainedDDPM`), with the
-    provenance every reader expects: checkpoint sha256 and run, sampler, steps, w, eta, seed."""
+    provenance every reader expects: checkpoint sha256 and run, sampler settings, seeds.
+
+    Under torchrun the ranks share the shards; `rank=0, world_size=1` samples the whole set in
+    this process alone."""
     device = next(ddpm.model.parameters()).device
-    steps = ddpm.schedule.T if sampler == "ancestral" else steps
     provenance = {
         "checkpoint_sha256": checkpoint_sha256 or sha256_file(ddpm.weights_file),
         "checkpoint": str(ddpm.weights_file),
         "run_dir": str(Path(ddpm.run_dir).resolve()),
-        "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "eta": eta,
-        "base_seed": base_seed,
-    }  # fmt: skip
-    fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, sampler, steps, guidance_scale, eta,
-                                  device, compile_batch=batch_size if compile_model else None)
+        **sampling_provenance(settings, ddpm.schedule.T, base_seed, seed_rule),
+    }
+    fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, device, seed_rule,
+                                  compile_batch=batch_size if compile_model else None)
     return generate_synthetic_set(
         out_dir, sample_fn=wrap(fn) if wrap else fn, class_names=ddpm.class_names,
         n_per_class=[n_per_class] * len(ddpm.class_names), image_shape=ddpm.image_shape,
         base_seed=base_seed, provenance=provenance, shard_size=shard_size,
-        batch_size=batch_size, progress=progress,
+        batch_size=batch_size, progress=progress, seed_rule=seed_rule,
+        environment={"device": device.type, "torch": torch.__version__},
+        rank=rank, world_size=world_size,
     )  # fmt: skip
 
 
@@ -192,8 +237,13 @@ def generate_synthetic_set(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = True,
+    seed_rule: int = DEFAULT_SEED_RULE,
+    environment: dict[str, Any] | None = None,
 ) -> Path:
-    """Sample the planned set into `out_dir`, resuming whatever an earlier run finished."""
+    """Sample the planned set into `out_dir`, resuming whatever an earlier run finished.
+
+    `seed_rule` names how `sample_fn` turns seeds into noise (recorded in the manifest);
+    `environment` (device, torch version) is recorded too, but a resume may differ in it."""
     out_dir = Path(out_dir)
     rank, world_size, distributed = _resolve_world(rank, world_size)
     plan = plan_generation(n_per_class, base_seed, shard_size)
@@ -203,11 +253,13 @@ def generate_synthetic_set(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if provenance.get("base_seed", base_seed) != base_seed:
         raise ConfigError(f"provenance base_seed {provenance['base_seed']} != {base_seed}")
-    generation = {"seed_rule": SEED_RULE, "order": ORDER_RULE, "num_shards": plan.num_shards}
     manifest = new_manifest(
         class_names, image_shape, plan.n_per_class, plan.shard_size,
-        {**provenance, "base_seed": base_seed}, {"generation": generation},
+        {**provenance, "base_seed": base_seed},
+        {"generation": generation_record(seed_rule, plan.num_shards)},
     )
+    if environment:
+        manifest["environment"] = environment
     existing = _check_existing(out_dir, manifest)
     if existing is not None:
         manifest["created"] = existing.get("created", manifest["created"])

@@ -1,12 +1,15 @@
 """One training loop for every network in synthmix (the DDPM's eps-network and the classifier).
 
 What is trained, and how its loss and validation loss are computed, is a `Task`; the loop owns
-the rest: seeded batches, mixed precision, gradient clipping, EMA, early stopping on the
-validation loss, checkpoints that resume exactly, DDP under torchrun, metrics and progress.
+the rest: seeded batches, the learning-rate schedule, mixed precision, gradient clipping, EMA,
+early stopping on the validation loss, checkpoints that resume exactly, DDP under torchrun,
+metrics (metrics.jsonl, loss_curve.png, optionally TensorBoard) and progress.
 
-Every random number in a step is drawn from seeds derived from (seed, step, rank), and each
-epoch's data order from (seed, epoch), so a resumed run replays exactly what an uninterrupted
-run would have done: on the CPU the final weights are bit-identical.
+Every random number in a step is drawn from seeds derived from (seed, step), for the global
+batch (`StepRandom`), and each epoch's data order from (seed, epoch), so a resumed run replays
+exactly what an uninterrupted run would have done (on the CPU the final weights are
+bit-identical), and N DDP processes draw what one process with the same global batch draws.
+Budgets are steps and epochs; `max_minutes` is only a safety cap, and a run it stops says so.
 """
 
 from __future__ import annotations
@@ -23,22 +26,16 @@ from torch import nn
 from tqdm import tqdm
 
 from synthmix.config import to_dict
-from synthmix.device import AmpMode, autocast, derive_seed, resolve_amp
+from synthmix.device import AmpMode, autocast, resolve_amp
+from synthmix.errors import SynthmixError
 from synthmix.files import atomic_write_json, atomic_write_text
+from synthmix.seeding import STREAM_GLOBAL, STREAM_ORDER, STREAM_STEP, StepRandom, derive_seed
 from synthmix.training import distributed as dist
-from synthmix.training.checkpoint import (
-    find_checkpoint,
-    load_state,
-    load_weights,
-    save_checkpoint,
-)
+from synthmix.training.checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
 from synthmix.training.ema import EMA
+from synthmix.training.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
-
-# Stream ids for derive_seed, so no two uses of the base seed ever share random numbers.
-_STREAM_ORDER, _STREAM_STEP, _STREAM_GLOBAL = 1, 2, 3
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -48,6 +45,8 @@ class TrainConfig:
     patience: int | None = 10  # epochs without a better validation loss before stopping
     batch_size: int = 64  # global batch; each of N ranks takes batch_size / N
     lr: float = 5e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warm-up
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio at the last planned step
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     warmup_steps: int = 0
@@ -56,11 +55,14 @@ class TrainConfig:
     amp: AmpMode = "auto"
     channels_last: bool = True
     compile: bool = False
-    seed: int = 0
-    max_steps: int | None = None
-    max_minutes: float | None = None  # a training-time budget (CPU presets), summed over resumes
-    steps_per_epoch: int | None = None  # None: one pass over the training data
+    seed: int = 0  # initial weights, data order and every random number of the run
+    max_steps: int | None = None  # the training budget of the CPU presets
+    # A wall-clock safety cap, summed over resumes. A run it stops is not the config's result:
+    # its summary records stop_reason "max_minutes" and reports say so.
+    max_minutes: float | None = None
+    steps_per_epoch: int | None = None  # None: one pass; else exactly this many steps
     checkpoint_every_steps: int | None = None  # also checkpoint inside long epochs
+    log: Literal["none", "tensorboard"] = "none"  # metrics.jsonl is always written
 
 
 @dataclass
@@ -80,7 +82,7 @@ class Task(Protocol):
     """What the loop trains: a loss on a batch and a deterministic validation loss."""
 
     def train_loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: StepRandom
     ) -> torch.Tensor: ...
 
     def val_loss(self, model: nn.Module) -> float: ...
@@ -105,17 +107,82 @@ class _State:
         return dict(self.__dict__)
 
 
-def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
-    """This rank's sample order for `epoch`: a seeded permutation, cut to equal shards."""
-    g = torch.Generator().manual_seed(derive_seed(seed, _STREAM_ORDER, epoch))
-    perm = torch.randperm(n, generator=g)
-    per_rank = n // world
-    return perm[: per_rank * world][rank::world]
+def epoch_order(
+    n: int, seed: int, epoch: int, rank: int, world: int, length: int | None = None
+) -> torch.Tensor:
+    """This rank's sample order for `epoch`: seeded permutations, cut to equal shards.
+
+    `length` (global positions, default one pass over the n images) longer than n chains
+    further seeded permutations, so a fixed number of steps per epoch works on any data size.
+    """
+    length = n if length is None else length
+    perms: list[torch.Tensor] = []
+    k = 0
+    while n * len(perms) < length:
+        g = torch.Generator().manual_seed(derive_seed(seed, STREAM_ORDER, epoch, k))
+        perms.append(torch.randperm(n, generator=g))
+        k += 1
+    order = torch.cat(perms)[:length]
+    per_rank = len(order) // world
+    return order[: per_rank * world][rank::world]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up over `warmup_steps`, then constant or cosine decay to lr * min_lr_ratio
+    at `total_steps` (Loshchilov & Hutter 2017, without restarts)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def planned_steps(cfg: TrainConfig, n_images: int, world: int = 1) -> int:
+    """The most steps a run can take: max_steps, else max_epochs times the steps of an epoch."""
+    per_rank_batch = max(1, cfg.batch_size // world)
+    per_epoch = cfg.steps_per_epoch or math.ceil((n_images // world) / per_rank_batch)
+    by_epochs = cfg.max_epochs * per_epoch
+    return min(by_epochs, cfg.max_steps) if cfg.max_steps is not None else by_epochs
+
+
+def train_step(
+    model: nn.Module,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainConfig,
+    step: int,
+    lr: float,
+    amp_dtype: torch.dtype | None,
+    comm: dist.Comm = dist.LOCAL,
+) -> torch.Tensor:
+    """One optimisation step; its random numbers come only from (seed, step) (and the rank for
+    layers that draw from torch's global generator, such as dropout)."""
+    device = x.device
+    torch.manual_seed(derive_seed(cfg.seed, STREAM_GLOBAL, step, comm.rank))  # dropout
+    generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, STREAM_STEP, step))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, amp_dtype):
+        loss = task.train_loss(model, x, y, StepRandom(generator, comm.rank, comm.world))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.grad_clip is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.float()
 
 
 def fit(
@@ -128,277 +195,204 @@ def fit(
     device: torch.device,
     resume: bool = False,
     progress: bool = True,
+    comm: dist.Comm | None = None,
 ) -> TrainResult:
-    """Train `model` on (train_x, train_y) until max epochs/steps/minutes or early stopping."""
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    rank, world = dist.rank(), dist.world_size()
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = make_optimizer(model, cfg)
-    amp_dtype = resolve_amp(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
-    state = _State()
-    last = find_checkpoint(ckpt_dir / "last")
-    if resume and last is not None:
-        state = _restore(last, model, ema, optimizer, scaler)
-        log.info("resuming %s at epoch %d, step %d", run_dir, state.epoch, state.step)
-    elif not resume and last is not None:
-        raise_exists(run_dir)
-    train_model: nn.Module = model
-    if world > 1:
-        ddp_ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
-    if cfg.compile:
-        train_model = torch.compile(train_model)  # type: ignore[assignment]
+    """Train `model` on (train_x, train_y) until max epochs/steps or early stopping (or the
+    max_minutes cap). `comm`: the processes training this model together (default: every rank
+    of the job, with DDP); `dist.LOCAL` trains in this process alone."""
+    run = _Run(model, task, cfg, Path(run_dir), device, comm or dist.group(), progress)
+    run.start(resume)
     train_x, train_y = train_x.to(device), train_y.to(device)
-    if len(train_x) < world:
-        from synthmix.errors import SynthmixError
+    if len(train_x) < run.comm.world:
+        raise SynthmixError(f"{len(train_x)} training images cannot be shared by "
+                            f"{run.comm.world} ranks")
+    run.total_steps = planned_steps(cfg, len(train_x), run.comm.world)
+    while not run.should_stop():
+        run.epoch(train_x, train_y)
+    run.finish()
+    return run.result()
 
-        raise SynthmixError(f"{len(train_x)} training images cannot be shared by {world} ranks")
-    per_rank_batch = max(1, cfg.batch_size // world)
-    eval_model = ema.shadow if ema is not None else model
 
-    while not _should_stop(state, cfg):
-        order = epoch_order(len(train_x), cfg.seed, state.epoch, rank, world).to(device)
+class _Run:
+    """The state of one fit(): model, optimiser, EMA, counters and where they are written."""
+
+    def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, run_dir: Path,
+                 device: torch.device, comm: dist.Comm, progress: bool) -> None:
+        self.model, self.task, self.cfg, self.run_dir = model, task, cfg, run_dir
+        self.device, self.comm, self.progress = device, comm, progress
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.optimizer = make_optimizer(model, cfg)
+        self.amp_dtype = resolve_amp(cfg.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.eval_model = self.ema.shadow if self.ema is not None else model
+        self.state = _State()
+        self.total_steps = cfg.max_steps or 0
+        self.train_model: nn.Module = model
+        self.metrics = MetricsLog.disabled()
+
+    def start(self, resume: bool) -> None:
+        last = find_checkpoint(self.run_dir / "checkpoints" / "last")
+        if resume and last is not None:
+            self.state = _restore(last, self.model, self.ema, self.optimizer, self.scaler)
+            log.info("resuming %s at epoch %d, step %d", self.run_dir, self.state.epoch,
+                     self.state.step)
+        elif not resume and last is not None:
+            raise_exists(self.run_dir)
+        if self.comm.is_main:
+            self.metrics = MetricsLog(self.run_dir, self.cfg.log, first_step=self.state.step)
+        if self.comm.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if self.cfg.compile:
+            self.train_model = torch.compile(self.train_model)  # type: ignore[assignment]
+
+    def should_stop(self, in_epoch: bool = False) -> bool:
+        state, cfg = self.state, self.cfg
+        if state.stop_reason:
+            return True
+        reason = ""
+        if cfg.max_steps is not None and state.step >= cfg.max_steps:
+            reason = "max_steps"
+        elif cfg.max_minutes is not None and state.elapsed >= cfg.max_minutes * 60:
+            reason = "max_minutes"
+        elif not in_epoch and state.epoch >= cfg.max_epochs:
+            reason = "max_epochs"
+        elif not in_epoch and cfg.patience is not None and state.bad_epochs >= cfg.patience:
+            reason = "early_stopping"
+        # A time cap is read on rank 0's clock so every rank stops at the same step.
+        if in_epoch and cfg.max_minutes is not None and self.comm.world > 1:
+            reason = str(self.comm.broadcast_object(reason))
+        if reason and not in_epoch:
+            state.stop_reason = reason
+        return bool(reason)
+
+    def epoch(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
+        """Train the rest of the current epoch (all of it unless resumed mid-epoch), then
+        validate, checkpoint and log."""
+        state, cfg, comm = self.state, self.cfg, self.comm
+        per_rank_batch = max(1, cfg.batch_size // comm.world)
+        length = cfg.steps_per_epoch * per_rank_batch * comm.world if cfg.steps_per_epoch else None
+        order = epoch_order(len(train_x), cfg.seed, state.epoch, comm.rank, comm.world, length)
+        order = order.to(self.device)
         n_batches = math.ceil(len(order) / per_rank_batch)
-        if cfg.steps_per_epoch:
-            n_batches = min(n_batches, cfg.steps_per_epoch)
-        bar = tqdm(
-            total=n_batches,
-            initial=state.batch,
-            desc=f"epoch {state.epoch + 1}",
-            disable=not (progress and rank == 0),
-            leave=False,
-            dynamic_ncols=True,
-        )
-        model.train()
-        loss_sum = torch.zeros((), device=device)
+        bar = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {state.epoch + 1}",
+                   disable=not (self.progress and comm.is_main), leave=False, dynamic_ncols=True)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
         n_steps, t0 = 0, time.perf_counter()
-        while state.batch < n_batches and not _should_stop(state, cfg, in_epoch=True):
+        while state.batch < n_batches and not self.should_stop(in_epoch=True):
             idx = order[state.batch * per_rank_batch : (state.batch + 1) * per_rank_batch]
             x, y = train_x[idx], train_y[idx]
             if cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = _train_step(
-                train_model, task, x, y, optimizer, scaler, cfg, state.step, rank, device, amp_dtype
-            )
-            if ema is not None:
-                ema.update(model, state.step)
+            lr = lr_at(cfg, state.step, self.total_steps)
+            loss = train_step(self.train_model, self.task, x, y, self.optimizer, self.scaler,
+                              cfg, state.step, lr, self.amp_dtype, comm)
+            if self.ema is not None:
+                self.ema.update(self.model, state.step)
             loss_sum += loss.detach()
             n_steps += 1
-            state.step += 1
-            state.batch += 1
-            state.images += len(idx) * world
+            state.step, state.batch = state.step + 1, state.batch + 1
+            state.images += len(idx) * comm.world
             now = time.perf_counter()
-            state.elapsed += now - t0
-            t0 = now
+            state.elapsed, t0 = state.elapsed + now - t0, now
             bar.update(1)
-            if progress and rank == 0 and (n_steps % 10 == 0 or state.batch == n_batches):
-                bar.set_postfix(
-                    loss=f"{loss_sum.item() / n_steps:.4f}",
-                    img_s=f"{state.images / max(state.elapsed, 1e-9):.0f}",
-                )
+            if not bar.disable and (n_steps % 10 == 0 or state.batch == n_batches):
+                bar.set_postfix(loss=f"{loss_sum.item() / n_steps:.4f}",
+                                img_s=f"{state.images / max(state.elapsed, 1e-9):.0f}")
             if cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0:
-                _save_last(ckpt_dir, model, ema, optimizer, scaler, state, cfg)
+                self.save_last()
         bar.close()
-        _end_epoch(
-            state,
-            task,
-            eval_model,
-            model,
-            ema,
-            optimizer,
-            scaler,
-            cfg,
-            run_dir,
-            loss_sum,
-            n_steps,
-            n_batches,
-        )
-    if rank == 0:
-        _write_summary(run_dir, state, cfg)
-    dist.barrier()
-    return _result(run_dir, state)
+        self.end_epoch(loss_sum, n_steps, n_batches)
+
+    def end_epoch(self, loss_sum: torch.Tensor, n_steps: int, n_batches: int) -> None:
+        """Validate, update early stopping, checkpoint and log; on rank 0, then shared."""
+        state, comm = self.state, self.comm
+        epoch_done = state.batch >= n_batches
+        if not epoch_done and not self.should_stop(in_epoch=True):
+            return
+        train_loss = comm.all_reduce_sum(loss_sum.detach().float().reshape(1)).item()
+        train_loss /= max(1, n_steps * comm.world)
+        record: dict[str, Any] = {}
+        if comm.is_main:
+            record = self.validate(train_loss, epoch_done, n_batches)
+        record = dict(comm.broadcast_object(record))  # type: ignore[call-overload]
+        if record:
+            state.history.append(record)
+            state.best_val_loss, state.best_epoch = record["best_val_loss"], record["best_epoch"]
+            state.bad_epochs = record["bad_epochs"]
+        if epoch_done:
+            state.epoch, state.batch = state.epoch + 1, 0
+        self.should_stop()
+        if comm.is_main:
+            self.save_last()
+            _write_history(self.run_dir, state.history)
+            self.metrics.epoch(record, self.run_dir)
+        comm.barrier()
+
+    def validate(self, train_loss: float, epoch_done: bool, n_batches: int) -> dict[str, Any]:
+        state = self.state
+        self.model.eval()
+        val_loss = self.task.val_loss(self.eval_model)
+        improved = val_loss < state.best_val_loss
+        best_val, best_epoch, bad = state.best_val_loss, state.best_epoch, state.bad_epochs
+        if improved:
+            best_val, best_epoch, bad = val_loss, state.epoch, 0
+            save_checkpoint(self.run_dir / "checkpoints" / "best", self.model,
+                            self.ema.shadow if self.ema else None,
+                            meta={"epoch": state.epoch, "step": state.step, "val_loss": val_loss})
+        elif epoch_done:
+            bad += 1
+        record: dict[str, Any] = {
+            "epoch": state.epoch + (1 if epoch_done else 0),
+            "partial_epoch": not epoch_done,
+            "epoch_progress": round(state.epoch + min(1.0, state.batch / max(n_batches, 1)), 3),
+            "step": state.step, "train_loss": train_loss, "val_loss": val_loss,
+            "best_val_loss": best_val, "best_epoch": best_epoch, "bad_epochs": bad,
+            "lr": lr_at(self.cfg, max(state.step - 1, 0), self.total_steps),
+            "elapsed_s": round(state.elapsed, 2),
+            "images_per_s": round(state.images / max(state.elapsed, 1e-9), 2),
+        }  # fmt: skip
+        record.update(self.task.on_epoch_end(self.eval_model, record["epoch"], self.run_dir))
+        log.info("epoch %d  step %d  train %.4f  val %.4f%s  (%.0f img/s)", record["epoch"],
+                 state.step, train_loss, val_loss, " *" if improved else "",
+                 record["images_per_s"])
+        return record
+
+    def save_last(self) -> None:
+        if not self.comm.is_main:
+            return
+        payload = {
+            "loop": self.state.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_config": to_dict(self.cfg),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        save_checkpoint(self.run_dir / "checkpoints" / "last", self.model,
+                        self.ema.shadow if self.ema else None, payload)
+
+    def finish(self) -> None:
+        if self.comm.is_main:
+            _write_summary(self.run_dir, self.state, self.cfg, self.comm.world)
+        self.metrics.close()
+        self.comm.barrier()
+
+    def result(self) -> TrainResult:
+        s = self.state
+        return TrainResult(self.run_dir, s.epoch, s.step, s.best_val_loss, s.best_epoch,
+                           s.stop_reason, s.elapsed, s.images / max(s.elapsed, 1e-9), s.history)
 
 
 def raise_exists(run_dir: Path) -> None:
-    from synthmix.errors import SynthmixError
-
     raise SynthmixError(
         "run directory already holds a checkpoint",
         path=run_dir,
         hint="pass --resume to continue it, or choose another run directory",
     )
-
-
-def _should_stop(state: _State, cfg: TrainConfig, in_epoch: bool = False) -> bool:
-    if state.stop_reason:
-        return True
-    reason = ""
-    if cfg.max_steps is not None and state.step >= cfg.max_steps:
-        reason = "max_steps"
-    elif cfg.max_minutes is not None and state.elapsed >= cfg.max_minutes * 60:
-        reason = "max_minutes"
-    elif not in_epoch and state.epoch >= cfg.max_epochs:
-        reason = "max_epochs"
-    elif not in_epoch and cfg.patience is not None and state.bad_epochs >= cfg.patience:
-        reason = "early_stopping"
-    # A time budget is read on rank 0's clock so every rank stops at the same step.
-    if in_epoch and cfg.max_minutes is not None and dist.world_size() > 1:
-        reason = str(dist.broadcast_object(reason))
-    if reason and not in_epoch:
-        state.stop_reason = reason
-    return bool(reason)
-
-
-def _train_step(
-    model: nn.Module,
-    task: Task,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    cfg: TrainConfig,
-    step: int,
-    rank: int,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-) -> torch.Tensor:
-    """One optimisation step; its random numbers come only from (seed, step, rank)."""
-    torch.manual_seed(derive_seed(cfg.seed, _STREAM_GLOBAL, step, rank))  # dropout
-    generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, _STREAM_STEP, step, rank))
-    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    with autocast(device, amp_dtype):
-        loss = task.train_loss(model, x, y, generator)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if cfg.grad_clip is not None:
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.float()
-
-
-def _end_epoch(
-    state: _State,
-    task: Task,
-    eval_model: nn.Module,
-    model: nn.Module,
-    ema: EMA | None,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    cfg: TrainConfig,
-    run_dir: Path,
-    loss_sum: torch.Tensor,
-    n_steps: int,
-    n_batches: int,
-) -> None:
-    """Validate, update early stopping, checkpoint and log; on rank 0, then shared."""
-    epoch_done = state.batch >= n_batches
-    stopping = _should_stop(state, cfg, in_epoch=True)
-    if not epoch_done and not stopping:
-        return
-    train_loss = dist.all_reduce_sum(loss_sum.detach().float().reshape(1)).item()
-    train_loss /= max(1, n_steps * dist.world_size())
-    record: dict[str, Any] = {}
-    if dist.is_main():
-        record = _validate(
-            state, task, eval_model, model, ema, cfg, run_dir, train_loss, n_batches
-        )
-    record = dict(dist.broadcast_object(record))  # type: ignore[call-overload]
-    if record:
-        state.history.append(record)
-        state.best_val_loss, state.best_epoch = record["best_val_loss"], record["best_epoch"]
-        state.bad_epochs = record["bad_epochs"]
-    if epoch_done:
-        state.epoch += 1
-        state.batch = 0
-    _should_stop(state, cfg)
-    if dist.is_main():
-        _save_last(run_dir / "checkpoints", model, ema, optimizer, scaler, state, cfg)
-        _write_history(run_dir, state.history)
-    dist.barrier()
-
-
-def _validate(
-    state: _State,
-    task: Task,
-    eval_model: nn.Module,
-    model: nn.Module,
-    ema: EMA | None,
-    cfg: TrainConfig,
-    run_dir: Path,
-    train_loss: float,
-    n_batches: int,
-) -> dict[str, Any]:
-    epoch_done = state.batch >= n_batches
-    model.eval()
-    val_loss = task.val_loss(eval_model)
-    improved = val_loss < state.best_val_loss
-    best_val, best_epoch = state.best_val_loss, state.best_epoch
-    bad = state.bad_epochs
-    if improved:
-        best_val, best_epoch, bad = val_loss, state.epoch, 0
-        save_checkpoint(
-            run_dir / "checkpoints" / "best",
-            model,
-            ema.shadow if ema else None,
-            meta={"epoch": state.epoch, "step": state.step, "val_loss": val_loss},
-        )
-    elif epoch_done:
-        bad += 1
-    record: dict[str, Any] = {
-        "epoch": state.epoch + (1 if epoch_done else 0),
-        "partial_epoch": not epoch_done,
-        "epoch_progress": round(state.epoch + min(1.0, state.batch / max(n_batches, 1)), 3),
-        "step": state.step,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "best_val_loss": best_val,
-        "best_epoch": best_epoch,
-        "bad_epochs": bad,
-        "lr": cfg.lr,
-        "elapsed_s": round(state.elapsed, 2),
-        "images_per_s": round(state.images / max(state.elapsed, 1e-9), 2),
-    }
-    record.update(task.on_epoch_end(eval_model, record["epoch"], run_dir))
-    log.info(
-        "epoch %d  step %d  train %.4f  val %.4f%s  (%.0f img/s)",
-        record["epoch"],
-        state.step,
-        train_loss,
-        val_loss,
-        " *" if improved else "",
-        record["images_per_s"],
-    )
-    return record
-
-
-def _save_last(
-    ckpt_dir: Path,
-    model: nn.Module,
-    ema: EMA | None,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    state: _State,
-    cfg: TrainConfig,
-) -> None:
-    if not dist.is_main():
-        return
-    payload = {
-        "loop": state.to_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "train_config": to_dict(cfg),
-        "rng_cpu": torch.get_rng_state(),
-    }
-    save_checkpoint(ckpt_dir / "last", model, ema.shadow if ema else None, payload)
 
 
 def _restore(
@@ -423,18 +417,23 @@ def _restore(
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     import json
 
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     from synthmix.plots import plot_loss_curves
 
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     plot_loss_curves(history, run_dir / "loss_curve.png")
 
 
-def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig) -> None:
+def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig, world: int) -> None:
+    capped = state.stop_reason == "max_minutes"
     atomic_write_json(
         run_dir / "train_summary.json",
         {
             "done": True,
             "stop_reason": state.stop_reason,
+            # True when the wall-clock cap, not the config's step/epoch budget, ended training.
+            "time_capped": capped,
+            "budget": {"max_steps": cfg.max_steps, "max_epochs": cfg.max_epochs,
+                       "max_minutes": cfg.max_minutes},
             "epochs": state.epoch,
             "steps": state.step,
             "best_val_loss": state.best_val_loss,
@@ -442,20 +441,6 @@ def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig) -> None:
             "train_seconds": round(state.elapsed, 2),
             "images_seen": state.images,
             "images_per_second": round(state.images / max(state.elapsed, 1e-9), 2),
-            "world_size": dist.world_size(),
+            "world_size": world,
         },
-    )
-
-
-def _result(run_dir: Path, state: _State) -> TrainResult:
-    return TrainResult(
-        run_dir=run_dir,
-        epochs=state.epoch,
-        steps=state.step,
-        best_val_loss=state.best_val_loss,
-        best_epoch=state.best_epoch,
-        stop_reason=state.stop_reason,
-        train_seconds=state.elapsed,
-        images_per_second=state.images / max(state.elapsed, 1e-9),
-        history=state.history,
     )

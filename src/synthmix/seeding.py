@@ -1,0 +1,65 @@
+"""Every random number in synthmix has an owner: seeds derived from a run's base seed.
+
+`derive_seed` turns (base seed, stream, step, ...) into a 63-bit seed; the stream ids keep two
+uses of one base seed from sharing numbers. `StepRandom` draws a training step's numbers for the
+global batch, so one process and N DDP ranks give the same numbers to the same images.
+`seeded_init` builds a network's initial weights from a recorded seed, not from torch's global
+generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+# Stream ids for derive_seed, so no two uses of a base seed ever share random numbers.
+STREAM_ORDER, STREAM_STEP, STREAM_GLOBAL, STREAM_INIT, STREAM_MIX = 1, 2, 3, 4, 5
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (base seed, stream, step, rank ...), stable over runs."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(
+        2, dtype=np.uint32
+    )
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Build a network inside this block: its initial weights come from `seed` alone, and torch's
+    global CPU generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, STREAM_INIT))
+        yield
+
+
+class StepRandom:
+    """The random numbers of one training step, drawn for the global batch from a generator
+    seeded by (seed, step) and cut to this rank's rows (rank, rank + N, ... of the global
+    batch), so that one process and N DDP ranks give the same numbers to the same images."""
+
+    def __init__(self, generator: torch.Generator, rank: int = 0, world: int = 1) -> None:
+        self.generator, self.rank, self.world = generator, rank, world
+
+    def _rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.world == 1 else t[self.rank :: self.world]
+
+    def rand(self, n: int, *shape: int) -> torch.Tensor:
+        """U[0, 1) of shape (n, *shape) for this rank's n images."""
+        g = self.generator
+        return self._rows(torch.rand(n * self.world, *shape, generator=g, device=g.device))
+
+    def randn(self, n: int, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """N(0, 1) of shape (n, *shape) for this rank's n images."""
+        g = self.generator
+        t = torch.randn(n * self.world, *shape, generator=g, device=g.device, dtype=dtype)
+        return self._rows(t)
+
+    def randint(self, high: int, n: int, *shape: int) -> torch.Tensor:
+        """Integers in [0, high) of shape (n, *shape) for this rank's n images."""
+        g = self.generator
+        size = (n * self.world, *shape)
+        return self._rows(torch.randint(0, high, size, generator=g, device=g.device))
