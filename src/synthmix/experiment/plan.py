@@ -147,6 +147,9 @@ def _check_cell(c: Cell, plan: StudyPlan) -> list[str]:
     if c.n_real == 0 and 0 < c.n_synthetic < 2 * k:
         out.append(f"{c.name}: {c.n_synthetic} synthetic images cannot hold out one validation "
                    f"image per class and still train on every class ({k} classes)")
-    if c.n_real == 0 and c.n_synthetic == 0:
+    if c.real_fraction > 0 and c.n_real == 0:
+        out.append(f"{c.name}: real fraction {c.real_fraction:g} of a pool of "
+                   f"{plan.n_real_pool} gives no image")
+    elif c.n_real == 0 and c.n_synthetic == 0:
         out.append(f"{c.name}: a cell without real and without synthetic images")
     return out

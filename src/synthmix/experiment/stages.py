@@ -34,8 +34,11 @@ class StageLog:
         self.stages: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
 
     def run(self, name: str, done: bool, fn: Callable[[], Any],
-            info: Callable[[], dict[str, Any]] | None = None) -> Any:
-        """Run `fn` unless `done`; record its wall time and `info()` (e.g. images/s)."""
+            info: Callable[[], dict[str, Any]] | None = None, collective: bool = True) -> Any:
+        """Run `fn` unless `done`; record its wall time and `info()` (e.g. images/s).
+
+        A collective stage runs on every rank and ends when all have finished; otherwise only
+        this process runs it (rank 0's report stages)."""
         if done:
             log.info("stage %s: finished earlier, skipped", name)
             self.stages.setdefault(name, {})["skipped_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -44,7 +47,8 @@ class StageLog:
         log.info("stage %s: running", name)
         t0 = time.perf_counter()
         out = fn()
-        self.comm.barrier()
+        if collective:
+            self.comm.barrier()
         self.record(name, time.perf_counter() - t0, **(info() if info else {}))
         return out
 

@@ -224,5 +224,5 @@ def synthetic_quality(cfg: StudyConfig, study_dir: Path, set_path: Path, data: P
         metrics["feature_network"] = f"classifier {ref.name} repeat 0 ({plan.run_dir_of(ref)})"
         atomic_write_json(result, metrics)
 
-    stages.run("quality", result.is_file(), run)
+    stages.run("quality", result.is_file(), run, collective=False)
     return dict(json.loads(result.read_text())) if result.is_file() else None

@@ -59,7 +59,10 @@ def frechet_distance(
 ) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (FID in that space)."""
     real, fake = _pair(real_feats, fake_feats, min_rows=2)
-    metric = FrechetInceptionDistance(feature=_PrecomputedFeatures(real.shape[1]))
+    # sync_on_compute=False: the features are this process's; no rank gathers others' here.
+    metric = FrechetInceptionDistance(
+        feature=_PrecomputedFeatures(real.shape[1]), sync_on_compute=False
+    )
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return float(metric.compute())
@@ -82,7 +85,8 @@ def kernel_distance(
         # torchmetrics warns that it keeps all features in memory: we hand it features anyway.
         warnings.simplefilter("ignore", UserWarning)
         metric = KernelInceptionDistance(
-            feature=_PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size
+            feature=_PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size,
+            sync_on_compute=False,
         )
     metric.update(real, real=True)
     metric.update(fake, real=False)

@@ -9,7 +9,9 @@ kill at any moment leaves either the old or the new checkpoint, never a mix.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +92,30 @@ def load_weights(path: Path, model: nn.Module) -> None:
 
 
 def load_state(folder: Path) -> dict[str, Any]:
+    """The training state of a checkpoint, read without unpickling anything but tensors and
+    plain values; anything else is refused as not a synthmix training state."""
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise SynthmixError("training state not found", path=path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a bad/unsafe file
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message here suggests weights_only=False: never do that with such a file.
         raise SynthmixError(
-            f"cannot read training state ({type(e).__name__}: {e})", path=path
+            "not a synthmix training state: it holds objects other than tensors and plain "
+            "values, which synthmix refuses to load",
+            path=path, hint="delete the checkpoint folder, or resume from a trusted copy",
         ) from None
+    except Exception as e:  # torch raises several types for a torn or foreign file
+        raise SynthmixError(
+            f"not a readable synthmix training state ({type(e).__name__})", path=path,
+            hint="delete the checkpoint folder, or resume from a trusted copy",
+        ) from None
+    if not isinstance(state, dict) or "loop" not in state:
+        raise SynthmixError("not a synthmix training state (no loop counters)", path=path)
+    return state
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
