@@ -1,21 +1,34 @@
 #!/bin/bash
-# The prepared GPU check behind benchmarks/results/h200-*: sampler quality (CAS vs network
-# evaluations), the training benchmark of the paper preset, and the paper preset's real commands
-# (torchrun train-ddpm with DDP/NCCL and fp16, then `synthmix sample`). Each stage has its own
-# time limit and writes into $OUT as it goes, so a stage that runs out of time loses only itself.
+# The prepared GPU check: everything synthmix still has to measure on a GPU, in one call of at
+# most ~9.5 minutes on a lent H200 (15 minutes of device time per task: leave room to rerun).
+# Stages run in order of importance, each under its own time limit, each writing into $OUT as
+# it goes, so a stage that runs out of time loses only itself:
 #
-#   OUT=gpu-out DATA=../shared/datasets DDPM=studies/cpu-mnist/ddpm bash benchmarks/gpu_check.sh
+#   1. env and `synthmix experiment configs/gpu/mnist.yaml --estimate` (the plan timed here)
+#   2. ancestral-400 with the paper U-Net at batch 500: seed rule 1 (one randn per image per
+#      step) vs rule 2 (Philox, blocks of draws); target: >= 5x the <18 img/s measured before
+#   3. the MNIST `gpu` study (Table 6 with controls, 3 repeats, study-sized pools); target:
+#      <= 10 minutes wall, synthetic-only macro-F1 >= 0.98, real-only >= 0.99
+#   4. a short CIFAR-10 `gpu` study (fewer DDPM steps, 1 synthetic set, 2 repeats)
+#   5. classifier training images/s, paper and small presets, bf16 (the fast path)
+#
+#   OUT=gpu-out DATA=shared/datasets STAGES="estimate noise mnist" bash benchmarks/gpu_check.sh
+#   OUT=gpu-out2 DATA=shared/datasets STAGES="cifar bench" bash benchmarks/gpu_check.sh
 #   QUICK=1 DEV=cpu OUT=/tmp/gpu-smoke bash benchmarks/gpu_check.sh   # a CPU smoke test first
 #
-# DATA: folder holding mnist/ (IDX files); DDPM: a trained `cpu` MNIST DDPM run; WHEELS: a folder
-# of wheels to install first (diffusers for the benchmark) on a machine without a package index.
+# STAGES (default: all five) splits the check over two calls: the first with the MNIST study
+# (its 10-minute target does not leave room for more in one call), the second with the rest.
+# DATA: folder holding mnist/ and cifar10-jpeg/; WHEELS: a folder of wheels to install first.
+# Files come back in $OUT: log.txt, *.json, and one .tgz per study (results, stages, report).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"; DEV=${DEV:-cuda}; QUICK=${QUICK:-0}; PY=${PY:-python3}
-DATA=${DATA:-../shared/datasets}; DDPM=${DDPM:-studies/cpu-mnist/ddpm}; WHEELS=${WHEELS:-}
+DATA=${DATA:-../shared/datasets}; WHEELS=${WHEELS:-}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 LOG=$OUT/log.txt
 W=$(mktemp -d)
+STAGES=${STAGES:-estimate noise mnist cifar bench}
 stage() { echo "=== $(date +%T) $1" | tee -a "$LOG"; }
+want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 {
   stage env
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
@@ -26,37 +39,56 @@ if [ -n "$WHEELS" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --target "$W/site" "$WHEELS"/*.whl >> "$LOG" 2>&1
   export PYTHONPATH=$PYTHONPATH:$W/site
 fi
-if [ "$QUICK" = 1 ]; then
-  SQ="--n-per-class 3 --seeds 1 --max-epochs 1 --configs ancestral ddim:2 dpmpp:2"; BQ=--quick
-  STEPS=4; NS=2; T_TRAIN=${T_TRAIN:-300}; EXTRA="--set unet.preset=tiny --set data.image_size=16 --set data.resize=resize --set train.amp=off"
+if [ "$QUICK" = 1 ]; then  # tiny sizes: does every stage run at all?
+  SMALL="--set ddpm.overrides.unet.preset=tiny --set ddpm.overrides.train.max_steps=4 \
+    --set synthetic.n_per_class=20 --set tune.n_per_class=5 --set tune.guidance_scales=[1.0] \
+    --set classifier.model.preset=tiny --set classifier.train.max_epochs=1 \
+    --set classifier.train.steps_per_epoch=2 --set mixes.real_pool_size=600 \
+    --set data.image_size=16 --set synthetic.sets=1 --set seeds=2 --set device=$DEV \
+    --set quality.max_images=200"
+  NS="--preset tiny --shape 1 16 16 --batch 16 --steps 2 --repeats 1"; BQ=--quick
 else
-  SQ="--n-per-class 200 --seeds 3 --max-epochs 30 --patience 5 --batch-size 1000"; BQ=""
-  STEPS=400; NS=100; EXTRA=""
+  SMALL="--set device=$DEV"; NS="--preset paper --shape 1 32 32 --batch 500 --steps 20"; BQ=""
+fi
+GPU_MNIST="--set data.data_dir=$DATA $SMALL"
+
+if want estimate; then
+stage "estimate: configs/gpu/mnist.yaml"
+timeout "${T_EST:-60}" $PY -m synthmix experiment configs/gpu/mnist.yaml --estimate \
+  $GPU_MNIST >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
 fi
 
-stage "sampler quality ($DDPM)"
-timeout "${T_SQ:-250}" $PY benchmarks/sampler_quality.py "$DDPM" --real mnist --data-dir "$DATA" \
-  $SQ --device "$DEV" --out "$W/sq" --no-progress >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
-cp "$W/sq/sampler_quality.json" "$W/sq/sampler_quality.png" "$OUT/" 2>/dev/null
-(cd "$W/sq" && tar czf "$OUT/sq-sets.tgz" sets generation.json 2>/dev/null)
+if want noise; then
+stage "ancestral-400 noise rules (batch 500, paper U-Net)"
+timeout "${T_NOISE:-60}" $PY benchmarks/noise_speed.py $NS --device "$DEV" --amp \
+  --out "$OUT/noise-speed.json" >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
+fi
 
-stage "bench: training of the paper preset"
-timeout "${T_BENCH:-150}" $PY benchmarks/bench.py $BQ --presets paper --parts train \
-  --device "$DEV" --out "$OUT/bench-paper-train.json" >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
+if want mnist; then
+stage "study: configs/gpu/mnist.yaml"
+timeout "${T_MNIST:-420}" $PY -m synthmix experiment configs/gpu/mnist.yaml \
+  --study-dir "$W/gpu-mnist" $GPU_MNIST --no-progress >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
+cp "$W/gpu-mnist/stages.json" "$OUT/gpu-mnist-stages.json" 2>/dev/null
+(cd "$W" && tar czf "$OUT/gpu-mnist.tgz" gpu-mnist/results.json gpu-mnist/stages.json \
+  gpu-mnist/plan.json gpu-mnist/report.md gpu-mnist/figures gpu-mnist/ddpm/train_summary.json \
+  gpu-mnist/ddpm/samples/final.png gpu-mnist/tuning/tuning.json 2>/dev/null)
+fi
 
-stage "paper preset: torchrun train-ddpm (DDP, fp16 as the study)"
-timeout "${T_TRAIN:-70}" $PY -m torch.distributed.run --standalone --nproc_per_node 1 \
-  -m synthmix train-ddpm configs/ddpm/mnist-paper.yaml --run-dir "$W/paper" \
-  --set data.data_dir="$DATA" --set train.max_steps=$STEPS --set train.max_epochs=1 \
-  --set device="$DEV" --set sample.grid_every_epochs=1 $EXTRA --no-progress >> "$LOG" 2>&1
+if want cifar; then
+stage "study: configs/gpu/cifar10.yaml (short)"
+timeout "${T_CIFAR:-240}" $PY -m synthmix experiment configs/gpu/cifar10.yaml \
+  --study-dir "$W/gpu-cifar10" --set data.data_dir="$DATA" $SMALL \
+  --set ddpm.overrides.train.max_steps=1500 --set synthetic.sets=1 --set seeds=2 \
+  --set tune.guidance_scales=[1.0,2.0] --no-progress >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
+(cd "$W" && tar czf "$OUT/gpu-cifar10.tgz" gpu-cifar10/results.json gpu-cifar10/stages.json \
+  gpu-cifar10/report.md gpu-cifar10/ddpm/train_summary.json gpu-cifar10/ddpm/samples/final.png \
+  2>/dev/null)
+fi
+
+if want bench; then
+stage "bench: classifier training (fast path)"
+timeout "${T_BENCH:-90}" $PY benchmarks/bench.py $BQ --presets paper --parts classifier \
+  --device "$DEV" --amp bf16 --out "$OUT/bench-classifier.json" >> "$LOG" 2>&1
 echo "rc=$?" >> "$LOG"
-for s in "dpmpp 20" "ancestral 400"; do
-  set -- $s
-  stage "paper preset: sample $1 $2 ($NS per class)"
-  timeout "${T_SAMPLE:-55}" $PY -m synthmix sample "$W/paper" --n-per-class $NS --sampler "$1" \
-    --steps "$2" --batch-size 500 --checkpoint last --device "$DEV" --out "$W/set-$1" \
-    --no-progress >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
-done
-(cd "$W" && tar czf "$OUT/paper-run.tgz" paper/metrics.jsonl paper/train_summary.json \
-  paper/run.json paper/samples paper/loss_curve.png set-*/manifest.json 2>/dev/null)
+fi
 stage done

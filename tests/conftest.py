@@ -38,3 +38,22 @@ def _one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+TINY_DDPM_ARGS = [
+    "--set", "data.dataset=digits", "--set", "data.image_size=8", "--set", "unet.preset=tiny",
+    "--set", "schedule.T=20", "--set", "train.max_steps=2", "--set", "train.steps_per_epoch=2",
+    "--set", "train.batch_size=32", "--set", "sample.steps=2", "--set", "sample.grid_per_class=1",
+    "--set", "num_threads=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DDPM run trained for 2 steps on the 8x8 digits (seconds), shared by the session."""
+    from synthmix.cli import main
+
+    run = tmp_path_factory.mktemp("tiny-ddpm") / "run"
+    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "ddpm" / "mnist-cpu.yaml")
+    assert main(["train-ddpm", cfg, *TINY_DDPM_ARGS, "--run-dir", str(run), "--no-progress"]) == 0
+    return run

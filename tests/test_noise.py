@@ -121,3 +121,16 @@ def test_rule_1_sets_stay_regenerable(tiny_run, tmp_path) -> None:
     x0 = fn(torch.tensor([int(syn.labels[i])]), [int(syn.seeds[i])])
     pixels = ((x0 + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     assert np.abs(pixels[0].numpy().astype(int) - syn.images[i].astype(int)).max() <= 1
+
+
+def test_blocks_of_draws_give_the_numbers_of_single_draws(monkeypatch) -> None:
+    seeds = [1, 2**33 + 7, 12]
+    shapes = [(1, 4, 4)] * 9 + [(3,)] + [(1, 4, 4)] * 3
+    blocked = PhiloxNoise(seeds, "cpu")
+    got = [blocked.randn(s) for s in shapes]
+    monkeypatch.setattr(PhiloxNoise, "MAX_BLOCK", 1)
+    single = PhiloxNoise(seeds, "cpu")
+    want = [single.randn(s) for s in shapes]
+    for i, (a, b) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"draw {i}")
+    assert blocked.draws == single.draws == len(shapes)

@@ -15,7 +15,7 @@ from synthmix import __version__
 from synthmix.errors import SynthmixError
 
 # Modules in synthmix.commands, in the order the pipeline runs.
-COMMAND_MODULES = ("data", "ddpm", "synthetic", "quality", "experiment")
+COMMAND_MODULES = ("data", "ddpm", "synthetic", "quality", "analysis", "experiment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set seeds=1 (repeatable)",
     )
+    e.add_argument(
+        "--estimate",
+        action="store_true",
+        help="do not run: time a few steps of each stage here and print the expected wall "
+        "time of the whole study (upper bounds), then stop",
+    )
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(func=_experiment)
 
@@ -65,12 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_demo)
 
 
-def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progress: bool) -> int:
+def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progress: bool,
+         estimate: bool = False) -> int:
     from synthmix.config import load_config
     from synthmix.experiment.config import StudyConfig
     from synthmix.experiment.study import run_study
 
     cfg = load_config(StudyConfig, config, overrides)
+    if estimate:
+        from synthmix.experiment.estimate import estimate_study, format_estimate
+
+        print(format_estimate(estimate_study(cfg, config.parent)))
+        return 0
     out = Path(study_dir or f"studies/{cfg.name}")
     t0 = time.perf_counter()
     results = run_study(cfg, out, base_dir=config.parent, progress=progress)
@@ -81,6 +93,8 @@ def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progr
     for cell in results["table"]:
         paper = "" if cell["paper_f1"] is None else f"{cell['paper_f1']:.2f}"
         log.info("%-8s %-22s %s", cell["name"], format_mean_std(cell["macro_f1"]), paper)
+    if results.get("worth"):
+        log.info("\n%s", results["worth"]["answer"])
     log.info(
         "study finished in %.1f min; report: %s", (time.perf_counter() - t0) / 60, out / "report.md"
     )
@@ -88,7 +102,8 @@ def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progr
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    return _run(Path(args.config), args.study_dir, args.overrides, not args.no_progress)
+    return _run(Path(args.config), args.study_dir, args.overrides, not args.no_progress,
+                args.estimate)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -71,7 +71,14 @@ def _uniform(words: torch.Tensor) -> torch.Tensor:
 
 
 class PhiloxNoise:
-    """Seed rule 2: counter-based per-image Gaussian noise, a whole batch in one go."""
+    """Seed rule 2: counter-based per-image Gaussian noise, a whole batch in one go.
+
+    Draws are computed in blocks (1, 2, 4, ... up to MAX_BLOCK draws at once, within a memory
+    cap), so a sampler that draws at every step (ancestral) costs a few dozen tensor operations
+    per block rather than per step; the numbers do not depend on the blocking."""
+
+    MAX_BLOCK = 64
+    MAX_BLOCK_ELEMENTS = 2**24  # float32 normals held ahead: 64 MiB
 
     def __init__(self, seeds: Sequence[int] | torch.Tensor, device: torch.device | str) -> None:
         self.device = torch.device(device)
@@ -82,10 +89,13 @@ class PhiloxNoise:
             raise ConfigError("per-image seeds must be >= 0")
         self.seeds = seeds
         self.key = (
-            (seeds & _MASK32).to(self.device)[:, None],  # (B, 1)
-            (seeds >> 32).to(self.device)[:, None],
+            (seeds & _MASK32).to(self.device)[:, None, None],  # (B, 1, 1)
+            (seeds >> 32).to(self.device)[:, None, None],
         )
-        self.draws = 0  # how many draws were made: draw 0 is x_T
+        self.draws = 0  # how many draws were handed out: draw 0 is x_T
+        self._ahead: list[torch.Tensor] = []  # drawn, not yet handed out (this shape)
+        self._shape: tuple[int, ...] = ()
+        self._block = 1
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -93,15 +103,29 @@ class PhiloxNoise:
     def randn(self, shape_per_image: Sequence[int]) -> torch.Tensor:
         """The next standard-normal draw of every image: (B, *shape_per_image), float32."""
         shape = tuple(int(d) for d in shape_per_image)
+        if shape != self._shape:  # another shape: drop what was drawn ahead for the old one
+            self._ahead, self._shape, self._block = [], shape, 1
+        if not self._ahead:
+            n = max(1, math.prod(shape))
+            cap = max(1, self.MAX_BLOCK_ELEMENTS // max(1, len(self.seeds) * n))
+            block = min(self._block, self.MAX_BLOCK, cap)
+            self._ahead = list(self._draw_block(shape, self.draws, block).unbind(1))
+            self._block = block * 2
+        self.draws += 1
+        return self._ahead.pop(0)
+
+    def _draw_block(self, shape: tuple[int, ...], first: int, count: int) -> torch.Tensor:
+        """Draws first .. first + count - 1 of every image: (B, count, *shape)."""
         n = math.prod(shape)
         words = -(-n // 4)  # Philox blocks of 4 words, each pair of words gives 2 normals
-        j = torch.arange(words, device=self.device, dtype=torch.int64)[None, :]  # (1, W)
-        draw = torch.full_like(j, self.draws)
+        j = torch.arange(words, device=self.device, dtype=torch.int64)[None, None, :]  # (1,1,W)
+        draw = first + torch.arange(count, device=self.device, dtype=torch.int64)[None, :, None]
+        j, draw = torch.broadcast_tensors(j, draw)  # (1, count, W)
         zero = torch.zeros_like(j)
-        b0, b1, b2, b3 = philox4x32((j, draw, zero, zero), self.key)  # each (B, W)
-        self.draws += 1
-        z = torch.stack([*_box_muller(b0, b1), *_box_muller(b2, b3)], dim=-1)  # (B, W, 4)
-        return z.reshape(len(self.seeds), -1)[:, :n].reshape(len(self.seeds), *shape)
+        b0, b1, b2, b3 = philox4x32((j, draw, zero, zero), self.key)  # each (B, count, W)
+        z = torch.stack([*_box_muller(b0, b1), *_box_muller(b2, b3)], dim=-1)  # (B, count, W, 4)
+        b = len(self.seeds)
+        return z.reshape(b, count, -1)[:, :, :n].reshape(b, count, *shape)
 
 
 def _box_muller(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

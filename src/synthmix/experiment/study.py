@@ -42,10 +42,17 @@ log = logging.getLogger(__name__)
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
 
-def check_study_dir(cfg: StudyConfig, study_dir: Path) -> None:
-    """Refuse to mix two different studies in one directory."""
+def check_study_dir(cfg: StudyConfig, study_dir: Path, may_change: tuple[str, ...] = ()) -> None:
+    """Refuse to mix two different studies in one directory (sections in `may_change`, which
+    only add cells, such as `worth`, may differ)."""
     saved = study_dir / "study.yaml"
-    if saved.is_file() and read_yaml(saved) != to_dict(cfg):
+    if not saved.is_file():
+        return
+    old, new = read_yaml(saved), to_dict(cfg)
+    for key in may_change:
+        old.pop(key, None)
+        new.pop(key, None)
+    if old != new:
         raise ConfigError(
             "this study directory was made with a different config",
             path=saved,
@@ -70,11 +77,12 @@ def make_plan(cfg: StudyConfig, data: PreparedData) -> tuple[StudyPlan, Tensors,
     return plan, real, real_val
 
 
-def start(cfg: StudyConfig, study_dir: Path, comm: dist.Comm) -> StageLog:
+def start(cfg: StudyConfig, study_dir: Path, comm: dist.Comm,
+          may_change: tuple[str, ...] = ()) -> StageLog:
     """Create or check the study directory; rank 0 writes the config and run.json."""
     study_dir.mkdir(parents=True, exist_ok=True)
     if comm.is_main:
-        check_study_dir(cfg, study_dir)
+        check_study_dir(cfg, study_dir, may_change)
         atomic_write_text(study_dir / "study.yaml", dump_yaml(cfg))
         write_run_info(study_dir, cfg, {"kind": "study", "world_size": comm.world})
     comm.barrier()
@@ -82,9 +90,13 @@ def start(cfg: StudyConfig, study_dir: Path, comm: dist.Comm) -> StageLog:
 
 
 def run_study(
-    cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."), progress: bool = True
+    cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."), progress: bool = True,
+    allow_new_worth: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) the whole study in `study_dir`; returns results.json's content."""
+    """Run (or resume) the whole study in `study_dir`; returns results.json's content.
+
+    `allow_new_worth`: the config may differ from the study directory's in its worth section
+    (`synthmix worth STUDY_DIR` adds the learning curves to a finished study)."""
     from synthmix.device import select_device, set_threads
     from synthmix.synthetic.tune import TuneData
 
@@ -95,7 +107,7 @@ def run_study(
     t0 = time.perf_counter()
     data = prepare_data(cfg.data)
     plan, real, real_val = make_plan(cfg, data)  # refuses an impossible study before any work
-    stages = start(cfg, study_dir, comm)
+    stages = start(cfg, study_dir, comm, ("worth",) if allow_new_worth else ())
     if comm.is_main:
         data.splits.save(study_dir / "splits.json")  # which real images each half may use
         atomic_write_json(study_dir / "plan.json", {**plan.summary(), "cells": [
@@ -105,6 +117,11 @@ def run_study(
     ddpm_dirs = stage_ddpm(cfg, study_dir, base_dir, stages, progress)
     tune_data = TuneData(tuple(data.class_names), real_val, cfg.classifier)
     settings, tuning = stage_tune(cfg, ddpm_dirs[0], study_dir, stages, tune_data, progress, comm)
+    if cfg.synthetic.path:  # a given set: its own settings, from its manifest
+        from synthmix.synthetic.format import read_manifest
+        from synthmix.synthetic.generate import settings_of
+
+        settings = settings_of(read_manifest(cfg.synthetic.path))[0]
     set_paths = stage_synthetic(cfg, ddpm_dirs, settings, study_dir, stages, progress)
     inputs = CellInputs(real, real_val, _set_loader(set_paths), set_paths, data)
     runs = plan.runs()

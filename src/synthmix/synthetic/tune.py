@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ def candidate_grid(
     thresholding: Sequence[Thresholding] = (),
 ) -> list[SamplerSettings]:
     """Every combination of the given values; an empty list keeps `base`'s value."""
+    base = SamplerSettings(**{f.name: getattr(base, f.name) for f in fields(SamplerSettings)})
     ws = list(guidance_scales) or [base.guidance_scale]
     ss = [parse_sampler(s, T) for s in samplers] or [(base.sampler, base.steps)]
     xs = list(thresholding) or [base.thresholding]

@@ -278,6 +278,8 @@ class _Run:
         order = epoch_order(len(train_x), cfg.seed, state.epoch, comm.rank, comm.world, length)
         order = order.to(self.device)
         n_batches = math.ceil(len(order) / per_rank_batch)
+        if n_batches > 1 and len(order) % per_rank_batch == 1:
+            n_batches -= 1  # a last batch of one image: BatchNorm cannot train on it; dropped
         bar = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {state.epoch + 1}",
                    disable=not (self.progress and comm.is_main), leave=False, dynamic_ncols=True)
         self.model.train()

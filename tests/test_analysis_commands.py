@@ -1,0 +1,59 @@
+"""`synthmix tune`, `synthmix worth` and `synthmix experiment --estimate` on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synthmix.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--max-epochs", "1", "--patience", "1"]
+
+
+def test_tune_scores_candidates_on_validation(tiny_ddpm: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tune"
+    assert main(["tune", str(tiny_ddpm), "--real", "digits", "--guidance", "0.5", "2",
+                 "--thresholding", "none", "clip", "--n-per-class", "3", "--out", str(out),
+                 *FAST, "--no-progress"]) == 0
+    result = json.loads((out / "tuning.json").read_text())
+    labels = [c["label"] for c in result["candidates"]]
+    assert labels == ["dpmpp-2 w=0.5", "dpmpp-2 w=0.5 clip", "dpmpp-2 w=2", "dpmpp-2 w=2 clip"]
+    assert result["chosen"] in labels and result["n_validation"] > 0
+    best = max(c["val_macro_f1"]["mean"] for c in result["candidates"])
+    chosen = next(c for c in result["candidates"] if c["label"] == result["chosen"])
+    assert chosen["val_macro_f1"]["mean"] == best
+    assert not list(out.rglob("test_metrics.json"))  # scored on validation only
+    assert "<- chosen" in capsys.readouterr().out
+
+
+def test_worth_for_a_ddpm_and_a_set(tiny_ddpm: Path, tmp_path: Path, capsys) -> None:
+    set_dir = tmp_path / "set"
+    assert main(["sample", str(tiny_ddpm), "--n-per-class", "6", "--out", str(set_dir),
+                 "--no-progress"]) == 0
+    out = tmp_path / "worth"
+    assert main(["worth", "--ddpm", str(tiny_ddpm), "--synthetic", str(set_dir), "--real",
+                 "digits", "--out", str(out), "--set", "worth.real_fractions=[0.2,1.0]",
+                 "--set", "worth.synthetic_fractions=[1.0]", "--set", "seeds=2", *FAST,
+                 "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    worth = results["worth"]
+    assert [p["size"] for p in worth["real_only"]] == sorted(p["size"] for p in worth["real_only"])
+    assert len(worth["real_only"]) == 2 and len(worth["real_plus_synthetic"]) == 2
+    assert worth["synthetic_only"][0]["size"] == 60 and worth["answer"]
+    assert results["table"] == [] and results["sampling"]["settings"]["sampler"] == "dpmpp"
+    report = (out / "report.md").read_text()
+    assert "What the synthetic data is worth" in report and "worth.png" in report
+    assert worth["answer"] in capsys.readouterr().out
+
+
+def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> None:
+    from test_study_trust import STUDY  # the tiny study config
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(STUDY)
+    assert main(["experiment", str(cfg), "--estimate", "--study-dir", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    for stage in ("DDPM training", "sampling", "classifiers", "total"):
+        assert stage in text, stage
+    assert not (tmp_path / "out").exists()
