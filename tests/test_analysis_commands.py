@@ -57,3 +57,28 @@ def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> N
     for stage in ("DDPM training", "sampling", "classifiers", "total"):
         assert stage in text, stage
     assert not (tmp_path / "out").exists()
+
+
+def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path) -> None:
+    from test_study_trust import STUDY
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(STUDY)
+    study = tmp_path / "study"
+    fast = ["--set", "worth.enabled=false", "--set", "mixes.controls=false", "--set",
+            "synthetic.guidance_scale=1.0", "--set", "synthetic.sets=1", "--set", "seeds=1"]
+    assert main(["experiment", str(cfg), "--study-dir", str(study), *fast,
+                 "--no-progress"]) == 0
+    before = json.loads((study / "results.json").read_text())
+    assert before["worth"] is None
+    table_runs = {p: p.stat().st_mtime_ns for p in (study / "classifiers").rglob("*.json")}
+    assert main(["worth", str(study), "--set", "worth.real_fractions=[0.25,1.0]", "--set",
+                 "worth.synthetic_fractions=[1.0]", "--no-progress"]) == 0
+    after = json.loads((study / "results.json").read_text())
+    assert [p["size"] for p in after["worth"]["real_only"]] == [100, 400]
+    assert after["config"]["worth"]["enabled"] is True
+    # The table's classifiers were reused, not retrained; the full-real worth point is Exp 1's.
+    assert {p: p.stat().st_mtime_ns for p in table_runs} == table_runs
+    assert "The answer" in (study / "report.md").read_text()
+    # Any other change to the study is still refused.
+    assert main(["worth", str(study), "--set", "seeds=2", "--no-progress"]) == 2

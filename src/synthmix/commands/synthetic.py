@@ -11,12 +11,17 @@ def register(subparsers: Any) -> None:
     """Add the synthetic-set subcommands."""
     p = subparsers.add_parser(
         "export",
-        help="export a synthetic set as a PNG image-folder tree or one .npz",
+        help="export a synthetic set as a PNG image folder (Hugging Face datasets) or one .npz",
         description=(
             "Export a complete synthetic set (a directory written by `synthmix sample`). "
-            "png: OUT/train/<class>/<index>-seed<seed>.png, readable by any image-folder loader "
-            "(written into OUT.partial, renamed when done). npz: OUT/<set name>.npz with "
-            "images (N,H,W,C uint8), labels, seeds and class_names."
+            "png: OUT/train/<class folder>/<index>-seed<seed>.png with OUT/train/metadata.jsonl "
+            "(file_name, label = synthmix class index, class_name, seed per image) and a dataset "
+            "card OUT/README.md saying how the images were sampled; "
+            'datasets.load_dataset("imagefolder", data_dir=OUT) reads it with the right labels. '
+            "Class names that are not folder-safe ('T-shirt/top') get a folder-safe folder name "
+            "and keep their real name in the metadata. Written into OUT.partial, renamed when "
+            "done. npz: OUT/<set name>.npz with images (N,H,W,C uint8), labels, seeds and "
+            "class_names."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.errors import DataError
+from synthmix.experiment.report_plots import _fmt_pct, plot_guidance_sweep, plot_table6_bar
 from synthmix.experiment.report_render import (
     Block,
     Code,
@@ -70,10 +71,6 @@ def _fmt_num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _fmt_pct(fraction: Any) -> str:
-    return f"{100 * float(fraction):g}%" if isinstance(fraction, int | float) else "—"
-
-
 def _fmt_seconds(seconds: Any) -> str:
     if not isinstance(seconds, int | float):
         return "—"
@@ -110,60 +107,6 @@ def _is_scalar(value: Any) -> bool:
     if isinstance(value, str):
         return not value.lower().endswith(".png")
     return isinstance(value, int | float | bool) or value is None
-
-
-def plot_table6_bar(table: Sequence[dict[str, Any]], path: Path, dataset: str) -> None:
-    """Grouped bars: macro-F1 mean ± std per experiment next to the study's F1."""
-    from synthmix.plots import _pyplot, _save
-
-    plt = _pyplot()
-    names = [str(c.get("name", "?")) for c in table]
-    x = list(range(len(table)))
-    stats = [c.get("macro_f1") or {} for c in table]
-    means = [float(s.get("mean") or 0.0) for s in stats]
-    stds = [float(s.get("std") or 0.0) for s in stats]
-    n = max((int(s.get("n") or 0) for s in stats), default=0)
-    paper = [(i, c["paper_f1"]) for i, c in enumerate(table) if c.get("paper_f1") is not None]
-    width = 0.38 if paper else 0.6
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(table), 3.4))
-    shift = -width / 2 if paper else 0.0
-    bars = ax.bar([i + shift for i in x], means, width, yerr=stds, capsize=3,
-                  label=f"synthmix macro-F1 (mean ± std, n={n} seeds)", color="#3b75af")
-    for bar, m, sd in zip(bars, means, stds, strict=True):  # above the error bar, not on it
-        ax.text(bar.get_x() + bar.get_width() / 2, m + sd + 0.01, f"{m:.3f}", ha="center",
-                va="bottom", fontsize=7)
-    if paper:
-        pbars = ax.bar([i + width / 2 for i, _ in paper], [float(v) for _, v in paper], width,
-                       label="the study's F1 (its code: micro-F1 averaged over batches)",
-                       color="#c9c9c9", hatch="//", edgecolor="#777777")
-        ax.bar_label(pbars, fmt="%.2f", fontsize=7, padding=2)
-    labels = [f"{nm}\n{_fmt_pct(c.get('real'))} / {_fmt_pct(c.get('synthetic'))}"
-              for nm, c in zip(names, table, strict=True)]
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylim(0, 1.12)
-    ax.set_ylabel("F1 on the real test set")
-    ax.set_title(f"{dataset}: real % / synthetic % per experiment", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
-    _save(fig, path)
-
-
-def plot_guidance_sweep(sweep: Sequence[dict[str, Any]], path: Path) -> None:
-    """Macro-F1 (mean ± std over seeds) of synthetic-only classifiers against guidance w."""
-    from synthmix.plots import _pyplot, _save
-
-    plt = _pyplot()
-    points = sorted(sweep, key=lambda s: float(s.get("guidance_scale", 0.0)))
-    w = [float(s.get("guidance_scale", 0.0)) for s in points]
-    mean = [float((s.get("macro_f1") or {}).get("mean") or 0.0) for s in points]
-    std = [float((s.get("macro_f1") or {}).get("std") or 0.0) for s in points]
-    fig, ax = plt.subplots(figsize=(4.5, 3.0))
-    ax.errorbar(w, mean, yerr=std, marker="o", capsize=3)
-    ax.set_xlabel("guidance scale w")
-    ax.set_ylabel("macro-F1 (synthetic data only)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
 
 
 def _what_was_run(rep: Report) -> list[Block]:

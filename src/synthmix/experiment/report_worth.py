@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synthmix.experiment.report_plots import plot_worth
 from synthmix.experiment.report_render import Block, Heading, Image, Para, Table
 from synthmix.experiment.stats import format_interval
 
@@ -65,42 +66,6 @@ def paired_section(results: dict[str, Any]) -> list[Block]:
         Table(["Experiment", "macro-F1", f"vs {ref_name}", "real-only control",
                "vs real only"], rows),
     ]
-
-
-def plot_worth(worth: dict[str, Any], path: Path, dataset: str) -> None:
-    """Macro-F1 against the number of real images (log x): real only and real + synthetic, and
-    the synthetic-only points placed at their real-equivalent sizes."""
-    from synthmix.plots import _pyplot, _save
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.2, 4.0))
-    for key, label, style in (("real_only", "real only", "o-"),
-                              ("real_plus_synthetic", f"real + {worth['n_synthetic_pool']:,} "
-                               "synthetic", "s-")):
-        pts = worth.get(key) or []
-        if pts:
-            ax.errorbar([p["size"] for p in pts], [p["macro_f1"]["mean"] for p in pts],
-                        yerr=[p["macro_f1"]["std"] for p in pts], fmt=style, capsize=3,
-                        label=label)
-    syn = {p["size"]: p for p in worth.get("synthetic_only") or []}
-    for eq in worth.get("synthetic_equivalents") or []:
-        est = eq["estimate"]
-        x = est["value"] if est["value"] is not None else est["limit"]
-        y = syn[eq["synthetic"]]["macro_f1"]["mean"]
-        lo, hi = eq["interval"] or (x, x)
-        marker = "D" if est["bound"] is None else (">" if est["bound"] == "above" else "<")
-        ax.errorbar([x], [y], xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt=marker,
-                    color="tab:red", capsize=3)
-        ax.annotate(f"{eq['synthetic']:,} syn.", (x, y), textcoords="offset points",
-                    xytext=(4, -10), fontsize=7, color="tab:red")
-    ax.plot([], [], "D", color="tab:red", label="synthetic only, at its real-equivalent size")
-    ax.set_xscale("log")
-    ax.set_xlabel("real training images (log scale)")
-    ax.set_ylabel("macro-F1 on the real test set")
-    ax.set_title(f"{dataset}: what the synthetic data is worth", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
 
 
 def worth_section(study_dir: Path, results: dict[str, Any]) -> list[Block]:

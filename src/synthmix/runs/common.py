@@ -1,85 +1,19 @@
-"""What every run directory holds: the resolved config, code version, hardware, command."""
+"""What every run directory holds: the resolved config, code version, hardware, command.
+
+The data a run trains on (`DataConfig`, `prepare_data`) lives in `synthmix.data.prepared`; it is
+imported here too, where the runs have always found it."""
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import torch
+from typing import Any
 
 from synthmix.config import dump_yaml
+from synthmix.data.prepared import DataConfig, PreparedData, prepare_data
 from synthmix.files import atomic_write_json, atomic_write_text
 from synthmix.runinfo import code_version, hardware
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data set, at which size, split how (SPEC §1)."""
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    image_size: int | None = 32  # None: native size
-    resize: Literal["pad", "resize"] = "pad"  # pad: MNIST 28 -> 32 with 2 black pixels a side
-    channels: int | None = None  # None: the data set's own; 1 or 3 converts explicitly
-    split_seed: int = 0
-    diffusion_fraction: float = 0.5  # 1.0: the study's "full data" scenario
-    val_fraction: float = 0.1
-
-
-@dataclass
-class PreparedData:
-    class_names: tuple[str, ...]
-    diffusion_train: tuple[torch.Tensor, torch.Tensor]  # (N, C, S, S) in [-1, 1], (N,)
-    diffusion_val: tuple[torch.Tensor, torch.Tensor]
-    classifier_train: tuple[torch.Tensor, torch.Tensor]
-    classifier_val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
-    splits: Any  # synthmix.data.StudySplits
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.diffusion_train[0].shape[1:]
-        return int(h), int(w), int(c)
-
-
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Load the data set, split it the study's way and scale it to [-1, 1]."""
-    from synthmix.data import load_dataset, make_study_splits, to_model_tensor
-
-    raw = load_dataset(cfg.dataset, cfg.data_dir, channels=cfg.channels, image_size=cfg.image_size)
-    splits = make_study_splits(
-        raw.train.labels,
-        seed=cfg.split_seed,
-        diffusion_fraction=cfg.diffusion_fraction,
-        val_fraction=cfg.val_fraction,
-    )
-
-    def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = to_model_tensor(images, cfg.image_size, cfg.resize, cfg.channels)
-        return x, torch.as_tensor(labels, dtype=torch.int64)
-
-    train = raw.train
-    return PreparedData(
-        class_names=tuple(raw.class_names),
-        diffusion_train=tensors(
-            train.images[splits.diffusion_train], train.labels[splits.diffusion_train]
-        ),
-        diffusion_val=tensors(
-            train.images[splits.diffusion_val], train.labels[splits.diffusion_val]
-        ),
-        classifier_train=tensors(
-            train.images[splits.classifier_train], train.labels[splits.classifier_train]
-        ),
-        classifier_val=tensors(
-            train.images[splits.classifier_val], train.labels[splits.classifier_val]
-        ),
-        test=tensors(raw.test.images, raw.test.labels),
-        splits=splits,
-    )
 
 
 def write_run_info(run_dir: Path, cfg: Any, extra: dict[str, Any] | None = None) -> None:
@@ -94,3 +28,6 @@ def write_run_info(run_dir: Path, cfg: Any, extra: dict[str, Any] | None = None)
     }
     info.update(extra or {})
     atomic_write_json(run_dir / "run.json", info)
+
+
+__all__ = ["DataConfig", "PreparedData", "prepare_data", "write_run_info"]

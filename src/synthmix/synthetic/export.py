@@ -1,28 +1,56 @@
-"""Export a synthetic set as an image-folder PNG tree or as one .npz file."""
+"""Export a synthetic set as an image-folder PNG tree (readable by Hugging Face `datasets`) or as
+one .npz file.
+
+The PNG tree::
+
+    OUT/README.md                 dataset card: what made the images, how to load them
+    OUT/export.json               the source set's path and whole manifest
+    OUT/train/metadata.jsonl      one row per image: file_name, label, class_name, seed
+    OUT/train/<class folder>/<index>-seed<seed>.png
+
+Labels come from metadata.jsonl, not from the folder names. `datasets`' imagefolder sorts the
+class folders alphabetically to number them, which would renumber synthmix's classes ("T-shirt/top"
+before "Trouser" but "Ankle boot" first); when a metadata file is present it drops the
+folder-inferred labels by default (https://huggingface.co/docs/datasets/image_dataset, "If
+metadata files are present, the inferred labels based on the directory name are dropped by
+default"), so the `label` column is the metadata's: the synthmix class index. `file_name` is
+relative to the folder holding metadata.jsonl, as that page's examples are.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from synthmix.errors import ConfigError, DataError
-from synthmix.files import atomic_save_npz, atomic_write_json
+from synthmix.files import atomic_save_npz, atomic_write_json, atomic_write_text
+from synthmix.runinfo import code_version
 from synthmix.synthetic.format import SyntheticSet, now_iso, read_synthetic_set
 
 logger = logging.getLogger(__name__)
 
 PNG_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> PIL mode
+SPLIT = "train"  # the tree's one split folder
+METADATA_NAME = "metadata.jsonl"
+CARD_NAME = "README.md"
+UNSAFE_IN_FOLDER_NAMES = "/\\\0"
+# What the card reports of how the images were sampled (keys of the manifest's provenance).
+CARD_SAMPLING_KEYS = ("sampler", "steps", "guidance_scale", "eta", "thresholding", "seed_rule",
+                      "base_seed")
 
 
 def export_synthetic_set(
     set_path: str | Path, out: str | Path, fmt: Literal["png", "npz"], progress: bool = True
 ) -> Path:
-    """Write the set as `out`/train/<class>/<index>-seed<seed>.png or `out`/<name>.npz."""
+    """Write the set as `out`/train/<class>/<index>-seed<seed>.png (+ metadata.jsonl and a
+    dataset card) or `out`/<name>.npz."""
     if fmt not in ("png", "npz"):
         raise ConfigError(f"unknown export format {fmt!r}; use png or npz")
     synthetic = read_synthetic_set(set_path)
@@ -30,6 +58,23 @@ def export_synthetic_set(
     path = _export_png(synthetic, out, progress) if fmt == "png" else _export_npz(synthetic, out)
     logger.info("exported %d images from %s to %s", len(synthetic), synthetic.path, path)
     return path
+
+
+def folder_names(class_names: Sequence[str]) -> tuple[str, ...]:
+    """A folder-safe, unique name per class: "/", "\\" and NUL become "_", "." and ".." are
+    spelt with "_", and a clash (also one differing only in case, or with metadata.jsonl) gets
+    "-<class index>"."""
+    out: list[str] = []
+    taken = {METADATA_NAME.casefold()}
+    for c, name in enumerate(class_names):
+        safe = "".join("_" if ch in UNSAFE_IN_FOLDER_NAMES else ch for ch in name)
+        if safe.strip(".") == "":
+            safe = safe.replace(".", "_") or "_"
+        while safe.casefold() in taken:
+            safe = f"{safe}-{c}"
+        taken.add(safe.casefold())
+        out.append(safe)
+    return tuple(out)
 
 
 def _export_png(synthetic: SyntheticSet, out: Path, progress: bool) -> Path:
@@ -46,17 +91,25 @@ def _export_png(synthetic: SyntheticSet, out: Path, progress: bool) -> Path:
     if partial.exists():
         logger.info("removing %s left by an interrupted export", partial)
         shutil.rmtree(partial)
-    for name in synthetic.class_names:
-        (partial / "train" / name).mkdir(parents=True)
-    rows = tqdm(range(len(synthetic)), unit="img", desc="export png", disable=not progress,
-                mininterval=1.0)
-    for i in rows:
+    folders = folder_names(synthetic.class_names)
+    for folder in folders:
+        (partial / SPLIT / folder).mkdir(parents=True)
+    rows: list[dict[str, Any]] = []
+    for i in tqdm(range(len(synthetic)), unit="img", desc="export png", disable=not progress,
+                  mininterval=1.0):
         label, seed = int(synthetic.labels[i]), int(synthetic.seeds[i])
+        file_name = f"{folders[label]}/{i:06d}-seed{seed}.png"  # relative to metadata.jsonl
         pixels = synthetic.images[i]  # (H, W, C)
         # PIL picks mode L for (H, W) and RGB/RGBA for (H, W, 3/4) uint8 arrays.
-        image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels)
-        image.save(partial / "train" / synthetic.class_names[label] / f"{i:06d}-seed{seed}.png")
-    atomic_write_json(partial / "export.json", _export_record(synthetic, "png"))
+        Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(
+            partial / SPLIT / file_name)
+        rows.append({"file_name": file_name, "label": label,
+                     "class_name": synthetic.class_names[label], "seed": seed})
+    atomic_write_text(partial / SPLIT / METADATA_NAME,
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    record = _export_record(synthetic, "png", folders)
+    atomic_write_json(partial / "export.json", record)
+    atomic_write_text(partial / CARD_NAME, dataset_card(synthetic, folders, record))
     os.replace(partial, out)
     return out
 
@@ -76,11 +129,99 @@ def _export_npz(synthetic: SyntheticSet, out: Path) -> Path:
     return path
 
 
-def _export_record(synthetic: SyntheticSet, fmt: str) -> dict[str, object]:
+def _export_record(
+    synthetic: SyntheticSet, fmt: str, folders: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Where and when the tree was exported from, with the source manifest, for provenance."""
-    return {
+    record: dict[str, Any] = {
         "format": fmt,
         "source": str(synthetic.path.resolve()),
         "created": now_iso(),
-        "source_manifest": synthetic.manifest,
+        "code_version": code_version(),
     }
+    if folders is not None:
+        record["class_folders"] = dict(zip(synthetic.class_names, folders))
+    record["source_manifest"] = synthetic.manifest
+    return record
+
+
+def dataset_card(synthetic: SyntheticSet, folders: Sequence[str], export: dict[str, Any]) -> str:
+    """README.md of an exported tree: how the images were made and how to load them."""
+    m = synthetic.manifest
+    prov = m.get("provenance") or {}
+    per_class = np.bincount(synthetic.labels, minlength=len(folders)).tolist()
+    names = json.dumps(list(synthetic.class_names), ensure_ascii=False)
+    lines = [
+        f"# Synthetic images: {synthetic.path.resolve().name}",
+        "",
+        f"{len(synthetic)} labelled images ({_shape(m)}) sampled by synthmix from a "
+        "class-conditional DDPM, each with its own seed: (label, seed) regenerate an image.",
+        "",
+        "## How they were made",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| DDPM run | `{_value(prov.get('run_dir'))}` |",
+        f"| checkpoint sha256 | `{_value(prov.get('checkpoint_sha256'))}` |",
+        *(f"| {key} | `{_value(prov.get(key))}` |" for key in CARD_SAMPLING_KEYS),
+        f"| set created | {m.get('created')} |",
+        f"| synthmix (sampling) | `{_version(m.get('code_version'))}` |",
+        f"| exported | {export['created']} |",
+        f"| synthmix (export) | `{_version(export['code_version'])}` |",
+        "",
+        "`export.json` holds the set's whole manifest (`source_manifest`).",
+        "",
+        "## Classes",
+        "",
+        "| label | class name | folder | images |",
+        "| ---: | --- | --- | ---: |",
+        *(f"| {c} | {_cell(name)} | `{folders[c]}` | {per_class[c]} |"
+          for c, name in enumerate(synthetic.class_names)),
+        "",
+        "## Loading with Hugging Face `datasets`",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'ds = load_dataset("imagefolder", data_dir="path/to/this/folder", split="train")',
+        'image, label = ds[0]["image"], ds[0]["label"]  # also ds[0]["class_name"], ds[0]["seed"]',
+        "```",
+        "",
+        "`label` is the class index of the table above, read from `train/metadata.jsonl`; the "
+        "folders only group the files (`drop_labels=False` would number the folders "
+        "alphabetically instead). For a `ClassLabel` column with the class names:",
+        "",
+        "```python",
+        "from datasets import ClassLabel, Features, Image, Value, load_dataset",
+        "",
+        f"CLASS_NAMES = {names}",
+        'features = Features({"image": Image(), "label": ClassLabel(names=CLASS_NAMES),',
+        '                     "class_name": Value("string"), "seed": Value("int64")})',
+        'ds = load_dataset("imagefolder", data_dir="path/to/this/folder", split="train",',
+        "                  features=features)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _shape(manifest: dict[str, Any]) -> str:
+    h, w, c = manifest.get("image_shape") or ("?", "?", "?")
+    return f"{h}x{w}, {c} channel{'s' if c != 1 else ''}"
+
+
+def _value(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _version(info: Any) -> str:
+    if not isinstance(info, dict):
+        return _value(info)
+    commit = info.get("git_commit")
+    dirty = " (uncommitted changes)" if info.get("git_dirty") else ""
+    return f"{info.get('synthmix')}" + (f", git {commit}{dirty}" if commit else "")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")

@@ -102,15 +102,15 @@ def complete_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
-    """Class names must be unique, non-empty and usable as folder names."""
+    """Class names are labels: unique, non-empty strings ("T-shirt/top" is fine; exporters
+    make their own folder-safe names)."""
     names = tuple(str(c) for c in class_names)
     if not names:
         raise DataError("class_names is empty")
+    if "" in names:
+        raise DataError(f"class_names has an empty name: {list(names)}")
     if len(set(names)) != len(names):
         raise DataError(f"class_names has duplicates: {list(names)}")
-    for name in names:
-        if name in ("", ".", "..") or any(ch in name for ch in "/\\\0"):
-            raise DataError(f"class name {name!r} cannot be a folder name")
     return names
 
 
