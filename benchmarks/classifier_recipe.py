@@ -13,7 +13,6 @@ no model trains on; the test set is not read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
