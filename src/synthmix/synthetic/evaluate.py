@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from synthmix.errors import ConfigError, DataError
+from synthmix.metrics.speckle import speckle_summary
 
 EXAMPLES_PER_CLASS = 2  # synthetic images per class shown next to their nearest real ones
 MAX_EXAMPLE_ROWS = 40
@@ -142,6 +143,9 @@ def evaluate_quality(
         _samples_grid(syn_images, syn_labels, class_names, seed, out_dir / SAMPLES_PNG)
         _neighbours_figure(syn_images, examples, reference, class_names, out_dir / NEIGHBOURS_PNG)
     result["files"] = {"samples_per_class": SAMPLES_PNG, "nearest_neighbours": NEIGHBOURS_PNG}
+    with _timed(timings, "isolated_pixels"):  # salt-and-pepper noise, beside real images'
+        result["isolated_pixels"] = {"synthetic": speckle_summary(syn_images[syn_idx]),
+                                     "real": speckle_summary(real_images[real_idx])}
     if inception:
         with _timed(timings, "inception"):
             device = next(feature_classifier.parameters()).device
