@@ -70,20 +70,9 @@ def test_unknown_rule_and_negative_seeds_are_refused() -> None:
         PhiloxNoise([-1], "cpu")
 
 
-TINY = [
-    "--set", "data.dataset=digits", "--set", "data.image_size=8", "--set", "unet.preset=tiny",
-    "--set", "schedule.T=20", "--set", "train.max_steps=2", "--set", "train.steps_per_epoch=2",
-    "--set", "train.batch_size=32", "--set", "sample.steps=2", "--set", "sample.grid_per_class=1",
-    "--set", "num_threads=1",
-]
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("noise") / "run"
-    cfg = str(ROOT / "configs" / "ddpm" / "mnist-cpu.yaml")
-    assert main(["train-ddpm", cfg, *TINY, "--run-dir", str(run), "--no-progress"]) == 0
-    return run
+def tiny_run(tiny_ddpm: Path) -> Path:
+    return tiny_ddpm
 
 
 def _sample(run: Path, out: Path, *extra: str) -> np.ndarray:

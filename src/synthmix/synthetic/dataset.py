@@ -15,15 +15,11 @@ from synthmix.data import to_model_tensor
 from synthmix.errors import DataError
 from synthmix.files import sha256_file
 from synthmix.synthetic.format import (
-    MANIFEST_NAME,
-    RESUME_HINT,
     SyntheticSet,
     check_class_names,
     load_shard,
-    read_manifest,
+    read_complete_manifest,
     read_synthetic_set,
-    shard_file_name,
-    shard_sizes,
 )
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -57,7 +53,7 @@ class SyntheticDataset(Dataset[tuple[Any, int]]):
         if cached_shards < 1:
             raise ValueError(f"cached_shards must be >= 1, got {cached_shards}")
         self.cached_shards = cached_shards
-        self._manifest = _checked_manifest(self.path)
+        self._manifest = read_complete_manifest(self.path)
         self._class_names = check_class_names(self._manifest["class_names"])
         self._shard_size = int(self._manifest["shard_size"])
         self._cache: OrderedDict[int, Shard] = OrderedDict()
@@ -170,30 +166,3 @@ class SyntheticDataset(Dataset[tuple[Any, int]]):
                                 f"({entry['num_images']},)", path=file)
             parts.append(column)
         return np.concatenate(parts)
-
-
-def _checked_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a complete set whose shard list matches its size and shard size."""
-    manifest = read_manifest(path)
-    shards = manifest["shards"]
-    if manifest.get("complete") is not True:
-        done = sum(1 for s in range(len(shards)) if (path / shard_file_name(s)).is_file())
-        raise DataError(f"incomplete: {done} of {len(shards)} shards", path=path, hint=RESUME_HINT)
-    names = check_class_names(manifest["class_names"])
-    if len(manifest["n_per_class"]) != len(names):
-        raise DataError("n_per_class and class_names differ in length", path=path / MANIFEST_NAME)
-    if manifest["shard_size"] < 1 or manifest["num_images"] != sum(manifest["n_per_class"]):
-        raise DataError(
-            f"num_images {manifest['num_images']} and shard_size {manifest['shard_size']} do not "
-            f"fit n_per_class {manifest['n_per_class']}", path=path / MANIFEST_NAME,
-        )
-    sizes = shard_sizes(manifest["num_images"], manifest["shard_size"])
-    listed = [(e.get("file"), e.get("num_images")) if isinstance(e, dict) else None
-              for e in shards]
-    if listed != [(shard_file_name(s), n) for s, n in enumerate(sizes)]:
-        raise DataError(
-            f"shard list is not {len(sizes)} shards shard-NNNNN.npz splitting "
-            f"{manifest['num_images']} images into shards of {manifest['shard_size']}",
-            path=path / MANIFEST_NAME,
-        )
-    return manifest

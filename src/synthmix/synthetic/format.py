@@ -223,26 +223,40 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def read_synthetic_set(path: str | Path, verify: bool = True) -> SyntheticSet:
-    """Load a complete set; with `verify`, check every shard's sha256 against the manifest."""
+def read_complete_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a complete set whose shard list fits its sizes (no shard is read)."""
     path = Path(path)
     manifest = read_manifest(path)
     shards = manifest["shards"]
     if manifest.get("complete") is not True:
         done = sum(1 for s in range(len(shards)) if (path / shard_file_name(s)).is_file())
         raise DataError(f"incomplete: {done} of {len(shards)} shards", path=path, hint=RESUME_HINT)
-    class_names = check_class_names(manifest["class_names"])
-    if len(manifest["n_per_class"]) != len(class_names):
+    names = check_class_names(manifest["class_names"])
+    if len(manifest["n_per_class"]) != len(names):
         raise DataError("n_per_class and class_names differ in length", path=path / MANIFEST_NAME)
-    sizes = shard_sizes(manifest["num_images"], max(1, manifest["shard_size"]))
-    expected = [{"file": shard_file_name(s), "num_images": n} for s, n in enumerate(sizes)]
-    if [{k: e.get(k) for k in ("file", "num_images")} if isinstance(e, dict) else None
-            for e in shards] != expected:
+    if manifest["shard_size"] < 1 or manifest["num_images"] != sum(manifest["n_per_class"]):
+        raise DataError(
+            f"num_images {manifest['num_images']} and shard_size {manifest['shard_size']} do not "
+            f"fit n_per_class {manifest['n_per_class']}", path=path / MANIFEST_NAME,
+        )
+    sizes = shard_sizes(manifest["num_images"], manifest["shard_size"])
+    listed = [(e.get("file"), e.get("num_images")) if isinstance(e, dict) else None
+              for e in shards]
+    if listed != [(shard_file_name(s), n) for s, n in enumerate(sizes)]:
         raise DataError(
             f"shard list is not {len(sizes)} shards shard-NNNNN.npz splitting "
             f"{manifest['num_images']} images into shards of {manifest['shard_size']}",
             path=path / MANIFEST_NAME,
         )
+    return manifest
+
+
+def read_synthetic_set(path: str | Path, verify: bool = True) -> SyntheticSet:
+    """Load a complete set; with `verify`, check every shard's sha256 against the manifest."""
+    path = Path(path)
+    manifest = read_complete_manifest(path)
+    shards = manifest["shards"]
+    class_names = check_class_names(manifest["class_names"])
     parts = []
     for entry in shards:
         file = path / entry["file"]
