@@ -97,3 +97,16 @@ def test_worth_analysis_recovers_the_known_answers() -> None:
     assert aug[100]["difference"]["verdict"] == "higher"
     assert "5,000 synthetic images are worth about 1,000 real ones" in w["answer"]
     assert "12.0x as much real data" in w["answer"]
+
+
+def test_answers_for_the_edge_cases_are_stated_as_bounds() -> None:
+    from synthmix.experiment.worth import answer
+
+    real = {100: {0: 0.5, 1: 0.5}, 1000: {0: 0.7, 1: 0.7}}
+    below = {"synthetic_equivalents": [{"synthetic": 600, **equivalent_over_repeats(
+        real, {0: 0.05, 1: 0.06})}], "augmentation": []}
+    assert answer(below) == ("600 synthetic images are worth less than the smallest real "
+                             "subset tried (100 real images).")
+    above = {"synthetic_equivalents": [{"synthetic": 600, **equivalent_over_repeats(
+        real, {0: 0.9, 1: 0.91})}], "augmentation": []}
+    assert answer(above).startswith("600 synthetic images are worth more than all 1,000 real")

@@ -131,8 +131,36 @@ def worth_analysis(cells: Sequence[Cell], metrics: dict[str, dict[str, Any]], ru
 def _interval_text(eq: dict[str, Any]) -> str:
     if eq.get("interval"):
         lo, hi = eq["interval"]
-        return f" (95% CI {lo:,.0f}-{hi:,.0f}, n={eq['n']} repeats)"
-    return f" (no interval: {eq.get('note', 'one repeat')})" if eq["n"] else ""
+        return f" (95% CI {lo:,.0f}-{hi:,.0f} real images, n={eq['n']} repeats)"
+    if eq.get("note"):
+        return f" ({eq['note']})"
+    return ""
+
+
+def _worth_sentence(n_syn: int, eq: dict[str, Any]) -> str:
+    est = eq["estimate"]
+    if est["bound"] == "above":
+        return (f"{n_syn:,} synthetic images are worth more than all {est['limit']:,} real images "
+                "tried: a classifier trained on them alone beats one trained on all the real data.")
+    if est["bound"] == "below":
+        return (f"{n_syn:,} synthetic images are worth less than the smallest real subset tried "
+                f"({est['limit']:,} real images).")
+    return (f"{n_syn:,} synthetic images are worth about {est['value']:,.0f} real ones"
+            f"{_interval_text(eq)}.")
+
+
+def _added_sentence(a: dict[str, Any]) -> str:
+    n, est = a["real"], a["equivalent"]["estimate"]
+    if est["bound"] == "above":
+        return f"Added to {n:,} real images, they score above all {est['limit']:,} real images."
+    if est["bound"] == "below":
+        return (f"Added to {n:,} real images, they score below the smallest real subset tried "
+                f"({est['limit']:,} images) alone.")
+    if a["gain"] >= 1:
+        return (f"Added to {n:,} real images, they are like having {a['gain']:.1f}x as much "
+                "real data.")
+    return (f"Added to {n:,} real images, they lower the score to that of about "
+            f"{est['value']:,.0f} real images alone.")
 
 
 def answer(w: dict[str, Any]) -> str:
@@ -140,30 +168,22 @@ def answer(w: dict[str, Any]) -> str:
     parts = []
     full = next((e for e in reversed(w.get("synthetic_equivalents") or [])), None)
     if full is not None:
-        est = full["estimate"]
-        worth = (f"about {est['text']} real ones" if est["bound"] is None
-                 else f"{est['text']} real ones")
-        parts.append(f"{full['synthetic']:,} synthetic images are worth {worth}"
-                     f"{_interval_text(full)}.")
+        parts.append(_worth_sentence(full["synthetic"], full))
     aug = w.get("augmentation") or []
     if aug:
-        smallest = aug[0]
-        g = smallest["gain"]
-        est = smallest["equivalent"]["estimate"]
-        like = (f"like having {g:.1f}x as much real data" if g is not None
-                else f"like having {est['text']} real images")
-        parts.append(f"Added to {smallest['real']:,} real images, they are {like}.")
+        parts.append(_added_sentence(aug[0]))
         helps = [a["real"] for a in aug if (a["difference"] or {}).get("verdict") == "higher"]
         hurts = [a["real"] for a in aug if (a["difference"] or {}).get("verdict") == "lower"]
-        last = aug[-1]
-        d = last["difference"]
         if helps:
             parts.append(f"Adding them helps (95% CI above 0) at {_sizes(helps)} real images.")
         if hurts:
             parts.append(f"They hurt (95% CI below 0) at {_sizes(hurts)} real images.")
+        last, d = aug[-1], aug[-1]["difference"]
         if d is not None:
+            ci = ("" if d.get("ci_low") is None
+                  else f", 95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}")
             parts.append(f"With all {last['real']:,} real images the change is "
-                         f"{d['mean']:+.3f} macro-F1 ({d['verdict']}).")
+                         f"{d['mean']:+.3f} macro-F1 ({d['verdict']}{ci}).")
     return " ".join(parts) or "Not enough worth cells to say."
 
 
