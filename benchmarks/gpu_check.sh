@@ -47,8 +47,10 @@ if [ "$QUICK" = 1 ]; then  # tiny sizes: does every stage run at all?
     --set data.image_size=16 --set synthetic.sets=1 --set seeds=2 --set device=$DEV \
     --set quality.max_images=200"
   NS="--preset tiny --shape 1 16 16 --batch 16 --steps 2 --repeats 1"; BQ=--quick
+  CIFAR_STEPS=4
 else
   SMALL="--set device=$DEV"; NS="--preset paper --shape 1 32 32 --batch 500 --steps 20"; BQ=""
+  CIFAR_STEPS=1500
 fi
 GPU_MNIST="--set data.data_dir=$DATA $SMALL"
 
@@ -78,7 +80,7 @@ if want cifar; then
 stage "study: configs/gpu/cifar10.yaml (short)"
 timeout "${T_CIFAR:-240}" $PY -m synthmix experiment configs/gpu/cifar10.yaml \
   --study-dir "$W/gpu-cifar10" --set data.data_dir="$DATA" $SMALL \
-  --set ddpm.overrides.train.max_steps=1500 --set synthetic.sets=1 --set seeds=2 \
+  --set ddpm.overrides.train.max_steps=$CIFAR_STEPS --set synthetic.sets=1 --set seeds=2 \
   --set tune.guidance_scales=[1.0,2.0] --no-progress >> "$LOG" 2>&1; echo "rc=$?" >> "$LOG"
 (cd "$W" && tar czf "$OUT/gpu-cifar10.tgz" gpu-cifar10/results.json gpu-cifar10/stages.json \
   gpu-cifar10/report.md gpu-cifar10/ddpm/train_summary.json gpu-cifar10/ddpm/samples/final.png \

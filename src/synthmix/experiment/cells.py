@@ -23,6 +23,7 @@ from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.mixes import build_mix
 from synthmix.experiment.plan import Cell
 from synthmix.files import atomic_write_json
+from synthmix.runs.classifier import train_classifier
 from synthmix.runs.common import PreparedData, write_run_info
 from synthmix.seeding import STREAM_MIX, derive_seed
 from synthmix.training import distributed as dist
@@ -66,7 +67,6 @@ class CellInputs:
 def train_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path,
                progress: bool) -> dict[str, Any]:
     """Train and test one cell's classifier; a finished run is read back instead."""
-    from synthmix.runs.classifier import train_classifier
 
     result_path = run_dir / RESULT_FILE
     if result_path.is_file():

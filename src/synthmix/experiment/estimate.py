@@ -16,9 +16,14 @@ from typing import Any
 
 import torch
 
+from synthmix.device import resolve_amp, select_device
 from synthmix.diffusion.samplers import guided_eps, network_evaluations
+from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.stages import base_settings, ddpm_config_for
+from synthmix.runs.classifier import ClassifierTask, build_classifier, predict_logits
+from synthmix.runs.common import prepare_data
+from synthmix.runs.ddpm import DDPMTask, build_unet
 from synthmix.training import distributed as dist
 from synthmix.training.loop import make_optimizer, planned_steps, train_step
 
@@ -44,7 +49,6 @@ def _sync(device: torch.device) -> None:
 def _time_training(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor,
                    cfg: Any, device: torch.device) -> float:
     """Seconds per optimisation step of `model` on batches like (x, y)."""
-    from synthmix.device import resolve_amp
 
     model.to(device).train()
     if cfg.channels_last:
@@ -64,12 +68,7 @@ def _time_training(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.
 
 def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> dict[str, Any]:
     """Measured rates and the estimated seconds of every stage (upper bounds)."""
-    from synthmix.device import select_device
-    from synthmix.diffusion.schedule import NoiseSchedule
     from synthmix.experiment.study import make_plan
-    from synthmix.runs.classifier import ClassifierTask, build_classifier, predict_logits
-    from synthmix.runs.common import prepare_data
-    from synthmix.runs.ddpm import DDPMTask, build_unet
 
     device = select_device(cfg.device)
     world = dist.world_size()

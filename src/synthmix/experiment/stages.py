@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.config import deep_merge, from_dict, read_yaml, to_dict
+from synthmix.device import select_device
 from synthmix.diffusion.settings import SamplerSettings
 from synthmix.errors import ConfigError
 from synthmix.experiment.config import StudyConfig
 from synthmix.files import atomic_write_json
+from synthmix.runs.ddpm import DDPMConfig, load_ddpm, train_ddpm
+from synthmix.synthetic.generate import sample_from_ddpm
+from synthmix.synthetic.tune import candidate_grid, tune_sampling
 from synthmix.training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,6 @@ class StageLog:
 def ddpm_config_for(cfg: StudyConfig, base_dir: Path, run: int = 0) -> Any:
     """The DDPM config of the study's DDPM `run`: its YAML and overrides, with the study's data
     section, and train.seed shifted by `run` (independent DDPMs)."""
-    from synthmix.runs.ddpm import DDPMConfig
 
     data: dict[str, Any] = {}
     if cfg.ddpm.config:
@@ -87,7 +90,6 @@ def ddpm_dir(study_dir: Path, run: int) -> Path:
 def stage_ddpm(cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageLog,
                progress: bool) -> list[Path]:
     """Train (or reuse) the study's DDPMs; returns their run directories."""
-    from synthmix.runs.ddpm import train_ddpm
 
     if cfg.ddpm.run_dir:
         return [Path(cfg.ddpm.run_dir)]
@@ -126,9 +128,6 @@ def stage_tune(cfg: StudyConfig, ddpm_run: Path, study_dir: Path, stages: StageL
     settings = base_settings(cfg)
     if cfg.synthetic.guidance_scale != "auto":
         return settings, None
-    from synthmix.device import select_device
-    from synthmix.runs.ddpm import load_ddpm
-    from synthmix.synthetic.tune import candidate_grid, tune_sampling
 
     out = study_dir / "tuning"
     result_file = out / "tuning.json"
@@ -167,9 +166,6 @@ def stage_synthetic(cfg: StudyConfig, ddpm_dirs: list[Path], settings: SamplerSe
 def sample_set(cfg: StudyConfig, ddpm_run: Path, out: Path, stages: StageLog, name: str,
                settings: SamplerSettings, n_per_class: int, seed: int, progress: bool) -> Path:
     """Sample (or finish sampling) one set, shared between ranks; skipped when complete."""
-    from synthmix.device import select_device
-    from synthmix.runs.ddpm import load_ddpm
-    from synthmix.synthetic.generate import sample_from_ddpm
 
     s = cfg.synthetic
     manifest = out / "manifest.json"

@@ -22,10 +22,14 @@ from typing import Any
 import torch
 
 from synthmix.config import dump_yaml, read_yaml, to_dict
+from synthmix.data import to_uint8_images
+from synthmix.device import select_device, set_threads
 from synthmix.errors import ConfigError
-from synthmix.experiment.cells import CellInputs, real_pools, run_cells
+from synthmix.experiment.cells import CellInputs, real_pools, run_cells, train_cell
 from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.plan import Cell, StudyPlan, plan_study
+from synthmix.experiment.report import write_report
+from synthmix.experiment.results import aggregate
 from synthmix.experiment.stages import (
     StageLog,
     sample_set,
@@ -35,6 +39,12 @@ from synthmix.experiment.stages import (
 )
 from synthmix.files import atomic_write_json, atomic_write_text
 from synthmix.runs.common import PreparedData, prepare_data, write_run_info
+from synthmix.synthetic.cas import load_feature_classifier
+from synthmix.synthetic.dataset import set_tensors
+from synthmix.synthetic.evaluate import Reference, evaluate_quality
+from synthmix.synthetic.format import read_manifest, read_synthetic_set
+from synthmix.synthetic.generate import settings_of
+from synthmix.synthetic.tune import TuneData
 from synthmix.training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -63,7 +73,6 @@ def check_study_dir(cfg: StudyConfig, study_dir: Path, may_change: tuple[str, ..
 def synthetic_pool_size(cfg: StudyConfig, num_classes: int) -> int:
     """Images in each synthetic set: the configured sampling, or the given set's manifest."""
     if cfg.synthetic.path:
-        from synthmix.synthetic.format import read_manifest
 
         return int(read_manifest(cfg.synthetic.path)["num_images"])
     return cfg.synthetic.n_per_class * num_classes
@@ -97,8 +106,6 @@ def run_study(
 
     `allow_new_worth`: the config may differ from the study directory's in its worth section
     (`synthmix worth STUDY_DIR` adds the learning curves to a finished study)."""
-    from synthmix.device import select_device, set_threads
-    from synthmix.synthetic.tune import TuneData
 
     set_threads(cfg.num_threads)
     dist.init_from_env(select_device(cfg.device))
@@ -118,8 +125,6 @@ def run_study(
     tune_data = TuneData(tuple(data.class_names), real_val, cfg.classifier)
     settings, tuning = stage_tune(cfg, ddpm_dirs[0], study_dir, stages, tune_data, progress, comm)
     if cfg.synthetic.path:  # a given set: its own settings, from its manifest
-        from synthmix.synthetic.format import read_manifest
-        from synthmix.synthetic.generate import settings_of
 
         settings = settings_of(read_manifest(cfg.synthetic.path))[0]
     set_paths = stage_synthetic(cfg, ddpm_dirs, settings, study_dir, stages, progress)
@@ -141,7 +146,6 @@ def run_study(
 
 def _set_loader(paths: list[Path]) -> Any:
     """set index -> (images, labels) tensors, each set read from disk once."""
-    from synthmix.synthetic.dataset import set_tensors
 
     cache: dict[int, Tensors] = {}
 
@@ -167,8 +171,6 @@ def finish(cfg: StudyConfig, study_dir: Path, plan: StudyPlan, metrics: dict[str
            tuning: dict[str, Any] | None, settings: Any, ddpm_dirs: list[Path],
            set_paths: list[Path], wall_seconds: float) -> dict[str, Any]:
     """results.json and the report (rank 0)."""
-    from synthmix.experiment.report import write_report
-    from synthmix.experiment.results import aggregate
 
     results = aggregate(
         cfg, study_dir, plan, metrics, sweep=sweep, quality=quality, stages=stages.stages,
@@ -186,7 +188,6 @@ def guidance_sweep(cfg: StudyConfig, study_dir: Path, ddpm_run: Path, settings: 
                    comm: dist.Comm) -> list[dict[str, Any]]:
     """The study's future work, measured: synthetic-only classifiers per guidance w, scored on
     the test set once each (a measurement reported as such; it chooses nothing)."""
-    from synthmix.experiment.cells import train_cell
     sw = cfg.guidance_sweep
     n = sw.n_per_class or cfg.synthetic.n_per_class
     out = []
@@ -222,10 +223,6 @@ def synthetic_quality(cfg: StudyConfig, study_dir: Path, set_path: Path, data: P
         return None
 
     def run() -> None:
-        from synthmix.data import to_uint8_images
-        from synthmix.synthetic.cas import load_feature_classifier
-        from synthmix.synthetic.evaluate import Reference, evaluate_quality
-        from synthmix.synthetic.format import read_synthetic_set
 
         run_dir = study_dir / plan.run_dir_of(ref)
         net = load_feature_classifier(run_dir, cfg.classifier, data.test[0].shape[1],

@@ -34,8 +34,10 @@ from synthmix.diffusion.settings import (
 )
 from synthmix.errors import ConfigError
 from synthmix.files import atomic_write_json, slug
+from synthmix.metrics.classification import mean_std
 from synthmix.runs.classifier import ClassifierRunConfig, train_classifier
 from synthmix.synthetic.dataset import set_tensors
+from synthmix.synthetic.generate import sample_from_ddpm
 from synthmix.training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,6 @@ def tune_sampling(
     comm: dist.Comm | None = None,
 ) -> dict[str, Any]:
     """Score every candidate on validation images and choose one; writes OUT/tuning.json."""
-    from synthmix.synthetic.generate import sample_from_ddpm
 
     comm = comm or dist.group()
     if not candidates or seeds < 1 or n_per_class < 2:
@@ -164,7 +165,6 @@ def score_set(set_dir: Path, data: TuneData, run_dir: Path, seed: int,
 
 
 def _row(settings: SamplerSettings, where: Path, seeds: int, T: int) -> dict[str, Any]:
-    from synthmix.metrics.classification import mean_std
 
     runs = [json.loads((where / f"seed-{k}" / "validation_metrics.json").read_text())
             for k in range(seeds)]
