@@ -102,7 +102,7 @@ def test_crashed_study_resumes_where_it_stopped(tmp_path, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY_STUDY)
     cfg = load_config(StudyConfig, tmp_path / "tiny.yaml",
                       ["guidance_sweep.scales=[]", "quality.enabled=false", "seeds=1"])
-    import synthmix.runs.classifier as rc
+    import synthmix.experiment.cells as rc
 
     real_train = rc.train_classifier
     calls = []
