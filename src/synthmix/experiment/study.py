@@ -130,10 +130,13 @@ def run_study(
     set_paths = stage_synthetic(cfg, ddpm_dirs, settings, study_dir, stages, progress)
     inputs = CellInputs(real, real_val, _set_loader(set_paths), set_paths, data)
     runs = plan.runs()
+    todo = [c for c in runs if not (study_dir / c.run_dir / "test_metrics.json").is_file()]
     started = time.perf_counter()
     metrics = run_cells(cfg, runs, inputs, study_dir, progress, comm)
-    stages.record("classifiers", time.perf_counter() - started, runs=len(runs),
-                  world_size=comm.world, **_classifier_throughput(metrics.values()))
+    if todo or "classifiers" not in stages.stages:  # a re-run that trained nothing keeps the time
+        stages.record("classifiers", time.perf_counter() - started, runs=len(runs),
+                      trained_now=len(todo), world_size=comm.world,
+                      **_classifier_throughput(plan, metrics))
     sweep = guidance_sweep(cfg, study_dir, ddpm_dirs[0], settings, stages, inputs, progress, comm)
     results: dict[str, Any] = {}
     if comm.is_main:
@@ -157,12 +160,18 @@ def _set_loader(paths: list[Path]) -> Any:
     return load
 
 
-def _classifier_throughput(metrics: Any) -> dict[str, Any]:
-    runs = list(metrics)
-    seconds = sum(float(m.get("train_seconds") or 0) for m in runs)
-    images = sum(float(m.get("train_seconds") or 0) * float(m.get("images_per_second") or 0)
-                 for m in runs)
-    return {"train_seconds": round(seconds, 1),
+def _classifier_throughput(plan: StudyPlan, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Training seconds and images/s of the classifier runs, also per group of cells (a run
+    counts in the group of the first cell that needs it)."""
+    by_group: dict[str, float] = {}
+    seconds = images = 0.0
+    for cell in plan.runs():
+        m = metrics[cell.run_dir]
+        t = float(m.get("train_seconds") or 0)
+        by_group[cell.group] = round(by_group.get(cell.group, 0.0) + t, 1)
+        seconds += t
+        images += t * float(m.get("images_per_second") or 0)
+    return {"train_seconds": round(seconds, 1), "train_seconds_by_group": by_group,
             "images_per_second": round(images / seconds, 1) if seconds else None}
 
 
