@@ -291,3 +291,31 @@ def test_sample_validates_and_runs_in_inference_mode() -> None:
         sample("ddim", oracle, schedule, labels, _noise(2), steps=21, guidance_scale=0.0)
     with pytest.raises(ConfigError):
         sample("ddim", oracle, schedule, labels, _noise(3), steps=5, guidance_scale=0.0)
+
+
+def test_threshold_x0_clip_and_dynamic_values() -> None:
+    from synthmix.diffusion.samplers import threshold_x0
+
+    x = torch.tensor([[[[0.5, -3.0, 2.0, 0.0]]], [[[0.1, -0.2, 0.3, 0.9]]]])  # (2, 1, 1, 4)
+    assert torch.equal(threshold_x0(x, "none", 0.995), x)
+    assert torch.equal(threshold_x0(x, "clip", 0.995), x.clamp(-1, 1))
+    dyn = threshold_x0(x, "dynamic", 0.5)
+    # Image 0: s = the median of |x| = (0.5 + 2) / 2 = 1.25 -> clip to [-1.25, 1.25], / 1.25.
+    torch.testing.assert_close(dyn[0], torch.tensor([[[0.4, -1.0, 1.0, 0.0]]]))
+    assert torch.equal(dyn[1], x[1])  # already inside [-1, 1]: s = 1, unchanged
+    with pytest.raises(ConfigError):
+        threshold_x0(x, "soft", 0.9)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["ancestral", "ddim", "dpmpp"])
+@pytest.mark.parametrize("mode", ["clip", "dynamic"])
+def test_thresholding_keeps_every_sampler_in_range(name: str, mode: str) -> None:
+    schedule = NoiseSchedule.linear(20)
+    wild = GaussianOracle(schedule, [0.0], 4.0)  # data far outside [-1, 1]
+    labels = torch.zeros(6, dtype=torch.int64)
+    kwargs = {} if name == "ancestral" else {"steps": 5}
+    raw = SAMPLERS[name](wild, schedule, labels, _noise(6), guidance_scale=0.0, **kwargs)
+    assert raw.abs().max() > 1.5  # without thresholding the samples leave the range
+    kept = SAMPLERS[name](wild, schedule, labels, _noise(6), guidance_scale=0.0,
+                          thresholding=mode, thresholding_percentile=0.9, **kwargs)
+    assert kept.abs().max() <= 1.0 + 1e-5  # the last step returns the thresholded x_0
