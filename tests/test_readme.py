@@ -41,3 +41,12 @@ def test_every_shipped_config_parses():
         cfg = load_config(StudyConfig, path)
         if cfg.ddpm.run_dir is None:
             ddpm_config_for(cfg, path.parent)
+
+
+def test_readme_states_the_one_default_sampler():
+    from synthmix.diffusion.settings import DEFAULT_SAMPLING
+
+    names = {"dpmpp": "DPM-Solver++(2M)", "ddim": "DDIM", "ancestral": "ancestral sampling"}
+    text = " ".join((ROOT / "README.md").read_text().replace("*", "").split())
+    assert f"{names[DEFAULT_SAMPLING.sampler]} with {DEFAULT_SAMPLING.steps} steps" in text
+    assert f"thresholding `{DEFAULT_SAMPLING.thresholding}`" in text
