@@ -319,3 +319,20 @@ def test_thresholding_keeps_every_sampler_in_range(name: str, mode: str) -> None
     kept = SAMPLERS[name](wild, schedule, labels, _noise(6), guidance_scale=0.0,
                           thresholding=mode, thresholding_percentile=0.9, **kwargs)
     assert kept.abs().max() <= 1.0 + 1e-5  # the last step returns the thresholded x_0
+
+
+def test_a_schedule_without_terminal_signal_warns_once_without_thresholding(caplog) -> None:
+    from synthmix.diffusion import samplers
+
+    samplers._warn_if_terminal_signal_vanishes.cache_clear()
+    schedule = NoiseSchedule.cosine(30)  # alpha_bar_T ~ 1e-6: x_0 predictions blow up there
+    oracle = GaussianOracle(schedule, [0.0], 0.5)
+    labels = torch.zeros(2, dtype=torch.int64)
+    for mode in ("none", "none", "clip"):
+        sample("ddim", oracle, schedule, labels, _noise(2), steps=3, guidance_scale=0.0,
+               thresholding=mode)
+    assert sum("almost no signal" in r.message for r in caplog.records) == 1
+    samplers._warn_if_terminal_signal_vanishes.cache_clear()
+    sample("ddim", oracle, NoiseSchedule.linear(30), labels, _noise(2), steps=3,
+           guidance_scale=0.0)
+    assert sum("almost no signal" in r.message for r in caplog.records) == 1
