@@ -11,6 +11,7 @@ from synthmix.config import load_config
 from synthmix.data import StudySplits
 from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.study import run_study
+from synthmix.synthetic.format import read_synthetic_set
 
 TINY_STUDY = """
 name: tiny
@@ -128,3 +129,27 @@ def test_crashed_study_resumes_where_it_stopped(tmp_path, monkeypatch):
     for p, m in mtimes.items():
         assert p.stat().st_mtime_ns == m, p
     assert Path(tmp_path / "s" / "report.md").is_file()
+
+
+def test_filter_keeps_what_the_real_trained_classifier_believes(study, tmp_path):
+    import torch
+
+    from synthmix.config import load_config
+    from synthmix.data import to_model_tensor
+    from synthmix.runs.classifier import ClassifierRunConfig, predict_logits
+    from synthmix.synthetic.cas import load_feature_classifier
+
+    _, out = study
+    syn_dir = out / "synthetic" / "set-0"
+    clf = out / "classifiers" / "exp-1" / "seed-0"
+    syn = read_synthetic_set(syn_dir)
+    ccfg = load_config(ClassifierRunConfig, clf / "config.yaml")
+    net = load_feature_classifier(clf, ccfg, 1, 10)
+    proba = torch.softmax(predict_logits(net, to_model_tensor(syn.images, None)), 1)
+    own = proba[torch.arange(len(syn)), torch.as_tensor(syn.labels)].numpy()
+    threshold = float(np.median(own))
+    assert main(["filter", str(syn_dir), "--classifier", str(clf), "--threshold",
+                 repr(threshold), "--out", str(tmp_path / "kept"), "--device", "cpu"]) == 0
+    kept = read_synthetic_set(tmp_path / "kept")
+    assert np.array_equal(kept.seeds, syn.seeds[own >= threshold])
+    assert kept.manifest["filter"]["dropped"] == int((own < threshold).sum()) > 0
