@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from synthmix.diffusion.settings import THRESHOLDING_MODES
+from synthmix.diffusion.settings import GUIDANCE_CANDIDATES, THRESHOLDING_MODES
 
 log = logging.getLogger("synthmix")
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--real", required=True, metavar="DATASET",
                    help="the real data set the DDPM was trained on (its validation split scores)")
     t.add_argument("--data-dir", help="where the real data set's files are")
-    t.add_argument("--guidance", nargs="+", type=float, default=[0.5, 1.0, 2.0, 3.0, 5.0],
+    t.add_argument("--guidance", nargs="+", type=float, default=list(GUIDANCE_CANDIDATES),
                    help="guidance scales to try (default: %(default)s)")
     t.add_argument("--samplers", nargs="+", default=[], metavar="SAMPLER:STEPS",
                    help="sampler configs to try, e.g. dpmpp:20 ddim:50 ancestral "

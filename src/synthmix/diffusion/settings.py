@@ -57,3 +57,6 @@ class SamplerSettings:
 
 
 DEFAULT_SAMPLING = SamplerSettings()
+# Guidance scales tried when w is chosen on validation images (study `tune:` and `synthmix tune`);
+# on MNIST the weakest guidance tried won (README), so the grid starts at w = 0 (no guidance).
+GUIDANCE_CANDIDATES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from synthmix.diffusion.settings import (
     DEFAULT_SAMPLING,
     DEFAULT_SEED_RULE,
+    GUIDANCE_CANDIDATES,
     SamplerSettings,
     Thresholding,
 )
@@ -61,7 +62,7 @@ class TuneConfig:
     scored on the classifier half's validation split; the best mean score wins (ties: the
     cheaper, then the weaker guidance). Empty `samplers`/`thresholding`: the synthetic stage's."""
 
-    guidance_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
+    guidance_scales: tuple[float, ...] = GUIDANCE_CANDIDATES
     samplers: tuple[str, ...] = ()  # "dpmpp:20", "ddim:50", "ancestral"
     thresholding: tuple[Thresholding, ...] = ()
     n_per_class: int = 100
