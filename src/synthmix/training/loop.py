@@ -359,7 +359,7 @@ class _Run:
             "images_per_s": round(state.images / max(state.elapsed, 1e-9), 2),
         }  # fmt: skip
         record.update(self.task.on_epoch_end(self.eval_model, record["epoch"], self.run_dir))
-        log.info("epoch %d  step %d  train %.4f  val %.4f%s  (%.0f img/s)", record["epoch"],
+        log.info("epoch %d  step %d  loss: train %.4f  val %.4f%s  (%.0f img/s)", record["epoch"],
                  state.step, train_loss, val_loss, " *" if improved else "",
                  record["images_per_s"])
         return record
