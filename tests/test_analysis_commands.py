@@ -82,3 +82,15 @@ def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path) -> None:
     assert "The answer" in (study / "report.md").read_text()
     # Any other change to the study is still refused.
     assert main(["worth", str(study), "--set", "seeds=2", "--no-progress"]) == 2
+
+
+def test_guidance_at_the_grids_edge_is_flagged() -> None:
+    from synthmix.synthetic.tune import guidance_at_edge
+
+    rows = [{"settings": {"guidance_scale": w}} for w in (0.0, 1.0, 2.0)]
+    assert "largest" in (guidance_at_edge(rows, rows[2]) or "")
+    assert guidance_at_edge(rows, rows[1]) is None
+    assert guidance_at_edge(rows, rows[0]) is None  # w = 0 is no guidance: nothing below it
+    inner = [{"settings": {"guidance_scale": w}} for w in (0.5, 1.0, 2.0)]
+    assert "smallest" in (guidance_at_edge(inner, inner[0]) or "")
+    assert guidance_at_edge(rows[:2], rows[1]) is None  # two values are no curve to judge

@@ -115,7 +115,8 @@ def tuning_section(results: dict[str, Any]) -> list[Block]:
              f"{tuning['n_per_class']} images per class per candidate, "
              f"{tuning['n_validation']} validation images; the test set was not read."),
         Table(["candidate", "network evaluations / image", "validation macro-F1", ""], rows),
-    ]
+    ] + ([Para(f"Warning: {tuning['guidance_at_edge']}.")] if tuning.get("guidance_at_edge")
+         else [])
 
 
 def capped_note(summaries: Sequence[dict[str, Any]]) -> list[Block]:

@@ -144,9 +144,30 @@ def tune_sampling(
         "n_validation": len(data.real_val[1]), "candidates": rows, "chosen": chosen["label"],
         "chosen_settings": chosen["settings"],
     }  # fmt: skip
+    edge = guidance_at_edge(rows, chosen)
+    if edge:
+        result["guidance_at_edge"] = edge
     if comm.is_main:
+        if edge:
+            log.warning("tuning: %s", edge)
         atomic_write_json(out_dir / "tuning.json", result)
     return result
+
+
+def guidance_at_edge(rows: Sequence[dict[str, Any]], chosen: dict[str, Any]) -> str | None:
+    """A warning when the chosen guidance is the grid's largest (or its smallest, above 0):
+    the best value may lie beyond the grid, so the grid should be widened."""
+    ws = sorted({float(r["settings"]["guidance_scale"]) for r in rows})
+    w = float(chosen["settings"]["guidance_scale"])
+    if len(ws) < 3:
+        return None
+    if w == ws[-1]:
+        return (f"the chosen guidance w={w:g} is the largest in the grid {ws}: a larger one may "
+                "score better; widen tune.guidance_scales")
+    if w == ws[0] and w > 0:
+        return (f"the chosen guidance w={w:g} is the smallest in the grid {ws}: a smaller one "
+                "may score better; widen tune.guidance_scales")
+    return None
 
 
 def score_set(set_dir: Path, data: TuneData, run_dir: Path, seed: int,
