@@ -8,6 +8,8 @@ no model trains on; the test set is not read.
     PYTHONPATH=src python benchmarks/classifier_recipe.py --real mnist --data-dir DIR \\
         --image-size 16 --resize resize --real-pool 5000 --synthetic SET \\
         --recipe old=recipes/old.yaml --recipe new=recipes/new.yaml --seeds 2 --out OUT
+
+`--synthetic-per-class 400 700 --no-real` compares synthetic set sizes instead (nested subsets).
 """
 
 from __future__ import annotations
@@ -40,11 +42,18 @@ def _sources(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[Any, Any]]]
                                                                            len(ry))))
     vx, vy = data.classifier_val
     vidx = torch.as_tensor(stratified_prefix(vy.numpy(), min(1.0, args.real_pool / len(ry)), 0))
-    sources = {"real": ((rx[idx], ry[idx]), (vx[vidx], vy[vidx]))}
+    sources = {} if args.no_real else {"real": ((rx[idx], ry[idx]), (vx[vidx], vy[vidx]))}
     if args.synthetic:
         sx, sy = set_tensors(args.synthetic)
-        keep, held = (torch.as_tensor(i) for i in stratified_holdout(sy.numpy(), 0.1, 0))
-        sources["synthetic"] = ((sx[keep], sy[keep]), (sx[held], sy[held]))
+        k = len(torch.unique(sy))
+        for n in args.synthetic_per_class or [None]:
+            if n is None:
+                x, y, name = sx, sy, "synthetic"
+            else:  # a seeded class-stratified subset: n images per class, nested in larger n
+                sub = torch.as_tensor(stratified_prefix(sy.numpy(), None, 0, count=n * k))
+                x, y, name = sx[sub], sy[sub], f"synthetic-{n}"
+            keep, held = (torch.as_tensor(i) for i in stratified_holdout(y.numpy(), 0.1, 0))
+            sources[name] = ((x[keep], y[keep]), (x[held], y[held]))
     return data, sources
 
 
@@ -57,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--resize", default="pad", choices=("pad", "resize"))
     p.add_argument("--real-pool", type=int, default=5000)
     p.add_argument("--synthetic", type=Path, help="a synthetic set to train on alone too")
+    p.add_argument("--synthetic-per-class", type=int, nargs="+", metavar="N",
+                   help="train on N images per class of the set (each N its own row)")
+    p.add_argument("--no-real", action="store_true", help="skip the real-image rows")
     p.add_argument("--recipe", action="append", required=True, metavar="NAME=YAML")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--out", type=Path, required=True)
