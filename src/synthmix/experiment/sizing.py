@@ -324,8 +324,7 @@ def size_study(f: DataFacts, user: dict[str, Any], budget_minutes: float = DEFAU
 def resume_sizing(record: dict[str, Any], f: DataFacts, user: dict[str, Any]) -> Sizing:
     """The sizes a study directory was started with (plan.json), so a re-run resumes the same
     study instead of re-measuring; the user's values still win."""
-    choices = _mark_explicit([Choice(**c) for c in record["choices"] if c["source"] != "you"],
-                             user)
+    choices = _mark_explicit([Choice(**c) for c in record["choices"]], user)
     cfg = build_config(choices, user)
     warnings, notes = guardrails(f, cfg)
     return Sizing(cfg, choices, warnings, notes, record.get("sized", {}))
