@@ -67,7 +67,8 @@ def run_sized(args: argparse.Namespace) -> int:
         log.info("sizes: reused from %s (a re-run resumes the same study)", out / "plan.json")
         sizing = resume_sizing(saved, facts, user)
     else:
-        log.info("sizing the study: timing a few steps of each stage here ...")
+        if budget > 0:
+            log.info("sizing the study: timing a few steps of each stage here ...")
         sizing = size_study(facts, user, budget,
                             measure=lambda cfg: estimate_study(cfg, base_dir))
     est = estimate_study(sizing.config, base_dir)
