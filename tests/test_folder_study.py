@@ -206,3 +206,26 @@ def test_copies_are_shown_beside_the_answer_only_when_flagged(tmp_path: Path) ->
     text = " ".join(str(getattr(b, "text", "")) for b in
                     guard_section(tmp_path, {"quality": copied}))
     assert "may be copying its training images" in text
+
+
+def test_a_small_ddpm_half_for_its_budget_is_warned() -> None:
+    small = DataFacts("imagefolder:/x/few", ("a", "b", "c"), (100, 100, 40), (20,) * 3,
+                      Counter({(16, 16): 300}), 1)
+    sizing = size_study(small, {}, budget_minutes=0)
+    # 240 x 0.5 x 0.7 = 84 DDPM images (validation share 0.3 for the small class) at the
+    # 500-step floor, batch 64: ~381 passes
+    assert any("show each about 381 times" in w for w in sizing.warnings), sizing.warnings
+    assert any("'c' (40)" in w for w in sizing.warnings)
+    assert "imbalanced (largest / smallest 2.5x)" in sizing.notes[0]
+    assert not any("show each" in w for w in size_study(FACTS, {}, 0).warnings)
+
+
+def test_data_info_reads_a_tar_of_the_folder(folder: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    import tarfile
+
+    with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="my photos")
+    assert main(["data", "info", f"imagefolder:{tmp_path / 'photos.tar.gz'}"]) == 0
+    out = capsys.readouterr().out
+    assert f"  {'Żółw':<12}      32       4" in out and "README.txt: not an image" in out
