@@ -78,10 +78,11 @@ def sizing_section(study_dir: Path) -> list[Block]:
     if not choices:
         return []
     out: list[Block] = [Heading("Sizes chosen from the data"), Para(
-        "`synthmix experiment --data` chose these from the data's counts and image sizes, "
-        "then lowered some to fit its time budget at the rates it measured; 'you' marks a "
-        "value you set, which always wins. The config below records steps, images and "
-        "epochs, so it trains the same models on any machine.")]
+        "synthmix experiment --data chose these from the data's counts and image sizes, "
+        "then lowered some to fit its time budget at the rates it measured ('time budget'); "
+        "'you' marks a value you set, which always wins. The study's config (Provenance) "
+        "records steps, images and epochs, never minutes, so it trains the same models on "
+        "any machine.")]
     out.append(Table(["config key", "value", "rule", "from"], [
         [str(c.get("key")), json.dumps(c.get("value"), ensure_ascii=False),
          str(c.get("rule")), str(c.get("source"))] for c in choices]))
