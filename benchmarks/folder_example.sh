@@ -62,8 +62,11 @@ cp "$STUDY/results.json" "$P.json"
 cp "$STUDY/plan.json" "$P-plan.json"
 cp "$STUDY/stages.json" "$P-stages.json"
 cp "$STUDY/run.json" "$P-run.json"
-[ -f "$STUDY/quality/nearest_neighbours.png" ] && \
-  cp "$STUDY/quality/nearest_neighbours.png" "$P-nearest-neighbours.png"
+for pair in quality/nearest_neighbours.png:nearest-neighbours figures/worth.png:worth \
+            figures/table6_bar.png:table6 ddpm/samples/final.png:ddpm-grid \
+            quality/samples_per_class.png:synthetic-grid; do
+  [ -f "$STUDY/${pair%%:*}" ] && cp "$STUDY/${pair%%:*}" "$P-${pair##*:}.png"
+done
 $PY - "$P-command.json" "$SECONDS_TAKEN" "$LOAD_BEFORE" "$LOAD_AFTER" "$DATA" <<'EOF'
 import json, subprocess, sys
 import torch
