@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(ok / mismatch / unknown against the official md5s), the image shape, the number "
             "of images per class in the official train and test splits, and the sizes of the "
             "study's four splits of the train set (SPEC §1): DDPM train/val and classifier "
-            "train/val."
+            "train/val. For imagefolder:PATH it first describes the folder as it is: images per "
+            "class and split, a histogram of image sizes and modes, files skipped and why, and "
+            "a suggested image_size (used for the splits when sizes differ)."
         ),
     )
     info.add_argument("dataset", help=_NAMES_HELP)
@@ -75,8 +78,21 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _info(args: argparse.Namespace) -> int:
     from synthmix.data import load_dataset, make_study_splits
 
-    dataset = load_dataset(args.dataset, args.data_dir, channels=args.channels,
-                           image_size=args.image_size)
+    channels, image_size = args.channels, args.image_size
+    if args.dataset.startswith("imagefolder:"):
+        from synthmix.data.describe import describe_folder, format_summary, suggest_image_size
+
+        summary = describe_folder(Path(args.dataset[len("imagefolder:"):]).expanduser())
+        print("\n".join(format_summary(summary)))
+        if summary.problems():
+            return 0  # described; the study splits below need a folder a study can use
+        if len(summary.sizes) > 1 and image_size is None:
+            image_size = suggest_image_size(summary.sizes)
+            print(f"(study splits below at the suggested image_size {image_size})")
+        if summary.mixes_grey_and_colour and channels is None:
+            channels = summary.channels
+    dataset = load_dataset(args.dataset, args.data_dir, channels=channels,
+                           image_size=image_size)
     splits = make_study_splits(dataset.train.labels, seed=args.split_seed,
                                diffusion_fraction=args.diffusion_fraction,
                                val_fraction=args.val_fraction)

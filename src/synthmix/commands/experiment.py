@@ -24,7 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "same command resumes a killed study and skips finished stages."
         ),
     )
-    e.add_argument("config", help="study YAML, e.g. configs/cpu/mnist.yaml")
+    e.add_argument("config", nargs="?",
+                   help="study YAML, e.g. configs/cpu/mnist.yaml (with --data: optional, "
+                        "its values win over the sized ones)")
+    e.add_argument(
+        "--data", metavar="DATASET",
+        help="size the whole study from this data set, e.g. imagefolder:PATH (a folder of "
+        "train/<class>/* and test/<class>/*): image size, DDPM network and steps, synthetic "
+        "images per class, epochs, learning-curve points and repeats follow written rules "
+        "and a time budget; the plan, its sizes with their rules, and the estimate are "
+        "printed before training and stated in plan.json and the report",
+    )
+    e.add_argument("--budget-minutes", type=float, default=None,
+                   help="with --data: the wall time the sizes aim at on this machine "
+                        "(default 15; 0: the rules alone, nothing measured)")
     e.add_argument("--study-dir", help="output directory (default studies/<name>)")
     e.add_argument(
         "--set",
@@ -102,6 +115,17 @@ def _run(config: Path, study_dir: str | None, overrides: list[str] | None, progr
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    from synthmix.errors import ConfigError
+
+    if args.data:
+        from synthmix.commands.sized import run_sized
+
+        return run_sized(args)
+    if not args.config:
+        raise ConfigError("give a study YAML, or --data imagefolder:PATH to size one from "
+                          "your images")
+    if args.budget_minutes is not None:
+        raise ConfigError("--budget-minutes sizes a study from its data: use it with --data")
     return _run(Path(args.config), args.study_dir, args.overrides, not args.no_progress,
                 args.estimate)
 

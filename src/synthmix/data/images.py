@@ -13,8 +13,8 @@ from synthmix.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_PIXELS = 1 << 26  # refuse decompression bombs before decoding them
-_GREY_MODES = ("1", "L", "LA", "La")
-_EIGHT_BIT_MODES = (*_GREY_MODES, "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
+GREY_MODES = ("1", "L", "LA", "La")
+EIGHT_BIT_MODES = (*GREY_MODES, "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 
 
 def is_image_name(name: str) -> bool:
@@ -32,13 +32,13 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 raise DataError(f"image of {im.width}x{im.height} pixels is implausibly large",
                                 path=where)
             im.load()
-            if im.mode not in _EIGHT_BIT_MODES:
+            if im.mode not in EIGHT_BIT_MODES:
                 raise DataError(
                     f"{im.mode} images (16-bit or float) are not supported; "
                     "convert them to 8-bit",
                     path=where,
                 )
-            target = "L" if im.mode in _GREY_MODES else "RGB"
+            target = "L" if im.mode in GREY_MODES else "RGB"
             array = np.asarray(im if im.mode == target else im.convert(target), dtype=np.uint8)
     except DataError:
         raise

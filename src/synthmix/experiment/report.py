@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmix.errors import DataError
+from synthmix.experiment.report_folder import guard_section, sizing_section
 from synthmix.experiment.report_plots import _fmt_pct, plot_guidance_sweep, plot_table6_bar
 from synthmix.experiment.report_render import (
     Block,
@@ -410,8 +411,17 @@ def _tuning(rep: Report) -> list[Block]:
     return tuning_section(rep.results)
 
 
-SECTIONS = (_answer, _what_was_run, _table6, _paired, _worth, _tuning, _per_class, _bar_chart,
-            _sweep, _samples, _ddpm_training, _classifiers, _quality, _provenance)
+def _guard(rep: Report) -> list[Block]:
+    return guard_section(rep.study_dir, rep.results)
+
+
+def _sizing(rep: Report) -> list[Block]:
+    return sizing_section(rep.study_dir)
+
+
+SECTIONS = (_answer, _guard, _what_was_run, _sizing, _table6, _paired, _worth, _tuning,
+            _per_class, _bar_chart, _sweep, _samples, _ddpm_training, _classifiers, _quality,
+            _provenance)
 
 
 def load_results(study_dir: Path) -> dict[str, Any]:

@@ -100,12 +100,13 @@ def start(cfg: StudyConfig, study_dir: Path, comm: dist.Comm,
 
 def run_study(
     cfg: StudyConfig, study_dir: Path, base_dir: Path = Path("."), progress: bool = True,
-    allow_new_worth: bool = False,
+    allow_new_worth: bool = False, plan_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the whole study in `study_dir`; returns results.json's content.
 
     `allow_new_worth`: the config may differ from the study directory's in its worth section
-    (`synthmix worth STUDY_DIR` adds the learning curves to a finished study)."""
+    (`synthmix worth STUDY_DIR` adds the learning curves to a finished study). `plan_extra`
+    goes into plan.json (a sized study's sizes and warnings)."""
 
     set_threads(cfg.num_threads)
     dist.init_from_env(select_device(cfg.device))
@@ -117,7 +118,8 @@ def run_study(
     stages = start(cfg, study_dir, comm, ("worth",) if allow_new_worth else ())
     if comm.is_main:
         data.splits.save(study_dir / "splits.json")  # which real images each half may use
-        atomic_write_json(study_dir / "plan.json", {**plan.summary(), "cells": [
+        atomic_write_json(study_dir / "plan.json", {**plan.summary(), **(plan_extra or {}),
+                                                    "cells": [
             {"group": c.group, "name": c.name, "repeat": c.repeat, "n_real": c.n_real,
              "n_synthetic": c.n_synthetic, "synthetic_set": c.synthetic_set,
              "run_dir": plan.run_dir_of(c)} for c in plan.cells]})
