@@ -16,6 +16,9 @@ def test_largest_remainder_shrinks_a_class_and_nested_quotas_do_not() -> None:
     assert class_quotas(counts, 4, ties).tolist() == [0, 2, 2]
     assert nested_quotas(counts, 3, ties).tolist() == [1, 1, 1]
     assert nested_quotas(counts, 4, ties).tolist() == [1, 2, 1]
+    labels = np.repeat(np.arange(3), counts)  # so 3 of these images lie inside 4 of them
+    assert set(stratified_prefix(labels, None, 5, count=3)) <= set(
+        stratified_prefix(labels, None, 5, count=4))
 
 
 def test_nested_quotas_split_equal_classes_evenly_lower_class_first() -> None:
