@@ -131,3 +131,33 @@ def test_report_tables_follow_the_same_rules(tmp_path: Path) -> None:
     assert eq_row[2].endswith("more than 10,000") and eq_row[3].startswith("cannot tell")
     assert (tmp_path / "figures" / "worth.png").is_file()
     assert answer(w) == w["answer"]
+
+
+def test_sizes_count_the_real_validation_images_seen() -> None:
+    import torch
+
+    from synthmix.experiment.mixes import build_mix, real_val_count, synthetic_trained
+
+    # 100 of a 5,000 pool validate on max(round(100 / 5000 * 556), 5 per class) = 50 images.
+    assert real_val_count(100, 5000, 556, 10, 5) == 50
+    assert real_val_count(2500, 5000, 556, 10, 5) == 278
+    assert real_val_count(0, 5000, 556, 10, 5) == 0
+    assert synthetic_trained(7000) == 6300
+    y = torch.arange(10).repeat_interleave(500)
+    vy = torch.arange(10).repeat_interleave(56)[:556]
+    x, vx = torch.zeros(len(y), 1, 2, 2), torch.zeros(len(vy), 1, 2, 2)
+    mixed = build_mix(100, 0, (x, y), (vx, vy), (x[:0], y[:0]), seed=0, min_val_per_class=5)
+    assert len(mixed.val_y) == 50  # what the axis counts is what the classifier saw
+    w = _world((0.0, 0.004, -0.004))
+    from synthmix.experiment.worth import reanalyse
+
+    # The same world, its real sizes now counting their validation images.
+
+    for key in ("real_only", "real_plus_synthetic"):
+        for p in w[key]:
+            p["train"] = p["size"]
+            p["size"] = p["size"] + (50 if p["size"] == 100 else p["size"] // 10)
+    seen = reanalyse(w)
+    assert seen["augmentation"][0]["real"] == 100 and seen["augmentation"][0]["seen"] == 150
+    assert "Added to 100 real training images (150 real images seen, counting the 50 it " \
+        "early-stopped on)" in seen["answer"]
