@@ -126,10 +126,18 @@ def tuning_section(results: dict[str, Any]) -> list[Block]:
     rows = [[str(c["label"]), str(c["nfe_per_image"]), _f1(c["val_macro_f1"]),
              "chosen" if c["label"] == tuning["chosen"] else ""]
             for c in tuning.get("candidates") or []]
+    noise = tuning.get("noise") or {}
+    if noise.get("standard_error") is not None:
+        spread = (f" Best mean {noise['best_mean']:.3f} ({noise['best']}), one standard error "
+                  f"{noise['standard_error']:.3f} over {tuning.get('seeds')} seeds; within it: "
+                  f"{', '.join(noise['within_noise'])}.")
+    else:
+        spread = (f" One classifier seed per candidate ({tuning.get('seeds', 1)}): the "
+                  "seed-to-seed noise is unknown, so this choice may not survive a rerun.")
     return out + [
         Para(f"Chosen on validation images: {label}. Criterion: {tuning['criterion']}. "
              f"{tuning['n_per_class']} images per class per candidate, "
-             f"{tuning['n_validation']} validation images; the test set was not read."),
+             f"{tuning['n_validation']} validation images; the test set was not read." + spread),
         Table(["candidate", "network evaluations / image", "validation macro-F1", ""], rows),
     ] + ([Para(f"Warning: {tuning['guidance_at_edge']}.")] if tuning.get("guidance_at_edge")
          else [])

@@ -51,7 +51,7 @@ def difference_text(d: dict[str, Any] | None) -> str:
     if not d:
         return "no paired real-only run"
     if d.get("ci_low") is None:
-        return f"{d['mean']:+.3f} macro-F1, one repeat: no interval"
+        return f"{d['mean']:+.3f} macro-F1 (one repeat: no interval)"
     return f"{d['mean']:+.3f} macro-F1, 95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}"
 
 
@@ -76,6 +76,8 @@ def added_sentence(a: dict[str, Any]) -> str:
     if g["verdict"] == "lower":
         return (f"{_base(a)}, they lower the score to that of about "
                 f"{eq['estimate']['text']} real images alone ({gain_cell(a)}; {tail}).")
+    if g["low"] is None:
+        return f"{_base(a)}, one repeat cannot tell their effect ({tail})."
     return f"{_base(a)}, they have no clear effect (95% CI {g['ci_text']}; {tail})."
 
 
