@@ -101,7 +101,9 @@ class WorthConfig:
     real_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
     with_synthetic: bool = True  # each real size also with the synthetic set added
     synthetic_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # synthetic-only points
-    repeats: int | None = None  # default: the study's seeds
+    # Default: the study's seeds. Two give intervals no one can use (t(0.975, 1) = 12.7); the
+    # cpu studies take 8 (benchmarks/worth_repeats.py projects what n buys).
+    repeats: int | None = None
 
 
 @dataclass(frozen=True)
