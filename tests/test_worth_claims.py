@@ -58,6 +58,7 @@ def test_an_unclear_gain_is_no_clear_effect_never_a_multiplier() -> None:
     assert a["difference"]["verdict"] == "no clear difference"
     assert a["verdict"] == "no clear effect" and a["gain_ci"]["low"] <= 1
     assert a["gain_ci"]["ci_text"].startswith("below 1x to ")  # the t interval ends under 100
+    assert a["gain"] is None and a["gain_text"].startswith("no clear effect (95% CI below 1x")
     sentence = next(s for s in w["answer"].split(". ") if s.startswith("Added to 100"))
     assert "they have no clear effect (95% CI " in sentence and "as much real data" not in sentence
     assert "At no real size tried is the effect clear" in w["answer"]

@@ -43,6 +43,8 @@ def answer_section(results: dict[str, Any]) -> list[Block]:
     variance = results.get("variance") or {}
     if variance.get("text"):
         out.append(Para(str(variance["text"])))
+    for warning in variance.get("warnings") or []:
+        out.append(Para(f"Warning: {warning}."))
     return out
 
 

@@ -44,7 +44,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from synthmix.experiment.plan import Cell
 from synthmix.experiment.stats import paired_difference, t_interval
-from synthmix.experiment.worth_text import answer
+from synthmix.experiment.worth_text import answer, gain_cell, worth_sentence
 from synthmix.metrics.classification import mean_std
 
 Curve = dict[int, dict[int, float]]  # size -> {repeat: macro-F1}
@@ -216,10 +216,13 @@ def analyse_curves(real: Curve, plus: Curve, syn: Curve, n_synthetic_pool: int,
         eq = equivalent_over_repeats(real, scores)
         diff = paired_difference(scores, real.get(n, {}))
         g = gain_over_repeats(eq, n, diff)
-        out["augmentation"].append({
-            "real": train_of.get(n, n), "seen": n, "equivalent": eq, "gain": g["value"],
-            "gain_ci": g, "verdict": g["verdict"], "difference": diff,
-        })  # fmt: skip
+        a = {"real": train_of.get(n, n), "seen": n, "equivalent": eq, "gain_ci": g,
+             "verdict": g["verdict"], "difference": diff,
+             # A bare multiple only with a clear verdict; the text always has its interval.
+             "gain": None if g["verdict"] == "no clear effect" else g["value"]}
+        out["augmentation"].append({**a, "gain_text": gain_cell(a)})
+    for e in out["synthetic_equivalents"]:
+        e["text"] = worth_sentence(e)
     out["answer"] = answer(out)
     return out
 
