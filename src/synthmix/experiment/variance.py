@@ -49,20 +49,6 @@ def check_variance_config(cfg: StudyConfig) -> list[str]:
     return out
 
 
-def _kind(c: Cell, plan: StudyPlan) -> str:
-    if c.n_synthetic == 0:
-        return "all-real" if c.n_real >= plan.n_real_pool else "real-subset"
-    return "synthetic-only" if c.n_real == 0 else "real+synthetic"
-
-
-KIND_WORDS = {
-    "all-real": "cells on the whole real pool",
-    "real-subset": "cells on a real subset",
-    "real+synthetic": "cells with real and synthetic images",
-    "synthetic-only": "cells with synthetic images only",
-}
-
-
 def _varied(cfg: StudyConfig, plan: StudyPlan, cells: Sequence[Cell]) -> list[str]:
     """What differs between the repeats of cells of one kind."""
     c0 = cells[0]
@@ -82,26 +68,27 @@ def _varied(cfg: StudyConfig, plan: StudyPlan, cells: Sequence[Cell]) -> list[st
 
 
 def variance_by_group(cfg: StudyConfig, plan: StudyPlan) -> dict[str, Any]:
-    """Per kind of cell, the names, the number of repeats and what differs between them."""
-    kinds: dict[str, list[Cell]] = {}
+    """Cells grouped by what differs between their repeats: per group the cell names, the
+    number of repeats and the sources of variance, in words."""
+    by_name: dict[str, list[Cell]] = {}
     for c in plan.cells:
-        kinds.setdefault(_kind(c, plan), []).append(c)
+        by_name.setdefault(c.name, []).append(c)
+    by_sources: dict[tuple[str, ...], list[str]] = {}
+    repeats: dict[tuple[str, ...], set[int]] = {}
+    for name, cells in by_name.items():
+        key = tuple(_varied(cfg, plan, cells))
+        by_sources.setdefault(key, []).append(name)
+        repeats.setdefault(key, set()).add(len({c.repeat for c in cells}))
     groups: list[dict[str, Any]] = []
     parts: list[str] = []
-    all_varied: list[str] = []
-    for kind in KIND_WORDS:
-        cells = kinds.get(kind)
-        if not cells:
-            continue
-        names = list(dict.fromkeys(c.name for c in cells))
-        repeats = sorted({c.repeat for c in cells})
-        varied = _varied(cfg, plan, cells)
-        all_varied += varied
-        groups.append({"kind": kind, "cells": names, "repeats": len(repeats), "varied": varied})
+    for varied, names in by_sources.items():
+        n = sorted(repeats[varied])
+        groups.append({"cells": names, "repeats": n[-1], "varied": list(varied)})
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         only = " only" if len(varied) == 1 else ""
-        parts.append(f"{KIND_WORDS[kind]} ({shown}; up to {len(repeats)} repeats): "
-                     + "; ".join(varied) + only)
+        count = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+        parts.append(f"{shown} ({count} repeats): " + "; ".join(varied) + only)
+    all_varied = [v for key in by_sources for v in key]
     fixed = []
     if not any(v.startswith("the DDPM") for v in all_varied):
         fixed.append("the DDPM (one trained DDPM)" if cfg.ddpm.runs == 1 or cfg.ddpm.run_dir
