@@ -112,5 +112,7 @@ def _plot_equivalent(ax: Any, eq: dict[str, Any], y: float) -> None:
         if bound:
             ax.plot([end], [y], arrow, color="tab:red", markersize=5)
     trained = eq.get("trained", eq["synthetic"])
-    ax.annotate(f"{eq['synthetic']:,} syn. ({trained:,} trained on)", (x, y),
+    label = f"{eq['synthetic']:,} syn." + (f" ({trained:,} trained on)"
+                                             if trained != eq["synthetic"] else "")
+    ax.annotate(label, (x, y),
                 textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:red")
