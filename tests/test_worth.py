@@ -52,7 +52,11 @@ def test_interval_over_repeats_and_censoring() -> None:
     assert eq["estimate"]["value"] == pytest.approx(1000)
     assert eq["n"] == 2 and eq["interval"] == [pytest.approx(1000), pytest.approx(1000)]
     eq = equivalent_over_repeats(real, {0: 0.6, 1: 0.99})
-    assert eq["per_repeat"][1]["bound"] == "above" and eq["interval"] is None and eq["note"]
+    # Repeat 1 lies above its whole curve: it counts at 10,000 and the upper end is a bound.
+    assert eq["per_repeat"][1]["bound"] == "above" and eq["censored"] == 1
+    assert eq["ci"]["high_bound"] and eq["ci"]["high"] == 10000
+    assert eq["estimate"]["value"] == pytest.approx(math.sqrt(math.sqrt(1e5) * 1e4))
+    assert eq["ci"]["text"].endswith("to more than 10,000") and not eq["ci"]["resolved"]
 
 
 def test_t_interval_and_paired_verdicts() -> None:
@@ -105,8 +109,8 @@ def test_answers_for_the_edge_cases_are_stated_as_bounds() -> None:
     real = {100: {0: 0.5, 1: 0.5}, 1000: {0: 0.7, 1: 0.7}}
     below = {"synthetic_equivalents": [{"synthetic": 600, **equivalent_over_repeats(
         real, {0: 0.05, 1: 0.06})}], "augmentation": []}
-    assert answer(below) == ("600 synthetic images are worth less than the smallest real "
-                             "subset tried (100 real images).")
+    assert answer(below) == ("600 synthetic images are worth fewer real images than the "
+                             "smallest real subset tried (100 real images; n=2 repeats).")
     above = {"synthetic_equivalents": [{"synthetic": 600, **equivalent_over_repeats(
         real, {0: 0.9, 1: 0.91})}], "augmentation": []}
     assert answer(above).startswith("600 synthetic images are worth more than all 1,000 real")

@@ -18,8 +18,9 @@ Score sampling settings by the worth of the data they make, on validation images
 combination of --guidance, --samplers and --thresholding a small class-balanced set is sampled
 from the DDPM run, a classifier recipe is trained on it alone (10% of it held out for early
 stopping) and scored on the classifier half's validation split of the real data set, which the
-DDPM never saw; the test set is never read. The best mean validation macro-F1 wins (ties: fewer
-network evaluations, then weaker guidance). Writes OUT/tuning.json and prints the table; use the
+DDPM never saw; the test set is never read. Each candidate is scored by --seeds classifiers; the
+best mean validation macro-F1 wins unless others lie within one standard error of it, then the
+cheapest, then the weakest guidance of those. Writes OUT/tuning.json and prints the table; use the
 chosen settings with `synthmix sample`, or set `synthetic.guidance_scale: auto` in a study.
 """
 
@@ -50,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--thresholding", nargs="+", default=[], choices=THRESHOLDING_MODES,
                    help="x_0 thresholding modes to try (default: the run's)")
     t.add_argument("--n-per-class", type=int, default=100, help="images per class per candidate")
-    t.add_argument("--seeds", type=int, default=1, help="classifiers per candidate")
+    t.add_argument("--seeds", type=int, default=2,
+                   help="classifiers per candidate (at least 2 to know the noise)")
     t.add_argument("--seed", type=int, default=1000, help="base seed of the tuning sets")
     _recipe_args(t)
     t.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/tuning)")
@@ -120,6 +122,10 @@ def _tune(args: argparse.Namespace) -> int:
         mark = "  <- chosen" if c["label"] == result["chosen"] else ""
         print(f"{c['label']:<28}{c['nfe_per_image']:>10}  {f1['mean']:.4f} ± {f1['std']:.4f} "
               f"(n={f1['n']}){mark}")
+    noise = result["noise"]
+    if noise["standard_error"] is not None:
+        print(f"best mean {noise['best_mean']:.4f} ({noise['best']}), one standard error "
+              f"{noise['standard_error']:.4f}: within it {', '.join(noise['within_noise'])}")
     print(f"written: {out / 'tuning.json'}")
     return 0
 

@@ -101,6 +101,23 @@ def class_quotas(counts: np.ndarray, k: int, tie_order: np.ndarray) -> np.ndarra
     return base
 
 
+def nested_quotas(counts: np.ndarray, k: int, tie_order: np.ndarray) -> np.ndarray:
+    """Per-class counts summing to exactly k, each class in proportion to `counts`, that never
+    shrink a class when k grows (Sainte-Lague seats: the j-th image of class c has priority
+    count_c / (j + 1/2), the k best are taken, ties in `tie_order`). Largest remainder cannot
+    promise this (the Alabama paradox), and nested subsets need it."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if not 0 <= k <= int(counts.sum()):
+        raise ValueError(f"cannot take {k} of {int(counts.sum())}")
+    cls = np.repeat(np.arange(len(counts)), counts)
+    j = np.arange(len(cls)) - np.repeat(np.cumsum(counts) - counts, counts)  # rank in class
+    # Float priorities are exact enough: distinct ratios 2c/(2j+1) of counts below 10^7 never
+    # round to the same double, equal ones always do.
+    priority = 2.0 * counts[cls] / (2 * j + 1)
+    order = np.lexsort((j, np.asarray(tie_order)[cls], -priority))
+    return np.bincount(cls[order[:k]], minlength=len(counts)).astype(np.int64)
+
+
 def stratified_take(
     indices: np.ndarray, labels: np.ndarray, k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +144,8 @@ def stratified_prefix(
 
     Each class is shuffled once with `seed` and a prefix is taken, so with one seed a smaller
     subset lies inside a larger one (nested mixes and learning curves); per-class counts
-    follow `class_quotas` (ties to the lower class index).
+    follow `nested_quotas` (ties to the lower class index), so no class shrinks as the
+    subset grows.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -136,7 +154,7 @@ def stratified_prefix(
         raise ConfigError(f"asked for {want} images from a pool of {n}")
     classes = np.unique(labels)
     counts = np.array([np.sum(labels == c) for c in classes], dtype=np.int64)
-    quota = class_quotas(counts, want, np.arange(len(classes)))
+    quota = nested_quotas(counts, want, np.arange(len(classes)))
     rng = np.random.default_rng(seed)
     chosen = []
     for c, k in zip(classes, quota):

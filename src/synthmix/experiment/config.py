@@ -59,14 +59,15 @@ class SyntheticStage(SamplerSettings):
 class TuneConfig:
     """Candidates for `synthetic.guidance_scale: auto`: every combination is sampled
     (`n_per_class` per class), a classifier of the study's recipe is trained on each set and
-    scored on the classifier half's validation split; the best mean score wins (ties: the
-    cheaper, then the weaker guidance). Empty `samplers`/`thresholding`: the synthetic stage's."""
+    scored on the classifier half's validation split by `seeds` classifiers; the best mean
+    wins unless others lie within one standard error of it, then the cheaper, then the weaker
+    guidance of those (tune.RULE). Empty `samplers`/`thresholding`: the synthetic stage's."""
 
     guidance_scales: tuple[float, ...] = GUIDANCE_CANDIDATES
     samplers: tuple[str, ...] = ()  # "dpmpp:20", "ddim:50", "ancestral"
     thresholding: tuple[Thresholding, ...] = ()
     n_per_class: int = 100
-    seeds: int = 1
+    seeds: int = 2  # classifiers per candidate: at least 2, so the spread is known
     seed: int = 1_000  # base seed of the tuning sets (never a study set's)
 
 
@@ -100,7 +101,9 @@ class WorthConfig:
     real_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
     with_synthetic: bool = True  # each real size also with the synthetic set added
     synthetic_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # synthetic-only points
-    repeats: int | None = None  # default: the study's seeds
+    # Default: the study's seeds. Two give intervals no one can use (t(0.975, 1) = 12.7); the
+    # cpu studies take 8 (benchmarks/worth_repeats.py projects what n buys).
+    repeats: int | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from synthmix.data.splits import stratified_holdout, stratified_prefix
 from synthmix.errors import ConfigError
 
 MixSemantics = Literal["fraction-of-pools", "fixed-total"]
+SYN_VAL_FRACTION = 0.1  # of a synthetic-only cell's images, held out for early stopping
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,22 @@ def affordable_total(mixes: Sequence[Mix], n_real_pool: int, n_syn_pool: int) ->
     return best
 
 
+def real_val_count(n_real: int, n_real_pool: int, n_real_val: int, num_classes: int,
+                   min_val_per_class: int) -> int:
+    """Real validation images of a cell with `n_real` real training images: the same share of
+    the validation split as of the real pool, but at least min_val_per_class per class, so
+    tiny real subsets still validate on something (0 without real images)."""
+    if n_real <= 0:
+        return 0
+    return max(round(n_real / n_real_pool * n_real_val),
+               min(min_val_per_class * num_classes, n_real_val))
+
+
+def synthetic_trained(n_syn: int, val_fraction: float = SYN_VAL_FRACTION) -> int:
+    """Synthetic images a cell without real data trains on (the rest validate it)."""
+    return n_syn - round(val_fraction * n_syn)
+
+
 def build_mix(
     n_real: int,
     n_syn: int,
@@ -115,7 +132,7 @@ def build_mix(
     synthetic: tuple[torch.Tensor, torch.Tensor],
     seed: int,
     min_val_per_class: int = 0,
-    val_fraction: float = 0.1,
+    val_fraction: float = SYN_VAL_FRACTION,
 ) -> MixedSet:
     """The training and validation sets of one cell: `n_real` real and `n_syn` synthetic images,
     class-stratified prefixes of the pools in the order `seed` shuffles them (so with one seed a
@@ -126,8 +143,8 @@ def build_mix(
     if n_real > 0:
         # The same share of the real validation split as of the real training pool, but at
         # least min_val_per_class per class, so tiny real subsets still validate on something.
-        k = len(np.unique(vy.numpy()))
-        count = max(round(n_real / len(ry) * len(vy)), min(min_val_per_class * k, len(vy)))
+        count = real_val_count(n_real, len(ry), len(vy), len(np.unique(vy.numpy())),
+                               min_val_per_class)
         val_idx = torch.as_tensor(stratified_prefix(vy.numpy(), None, seed + 2, count=count))
         val = (vx[val_idx], vy[val_idx])
         where = f"{len(val_idx)} real images of the validation split"

@@ -10,14 +10,17 @@ problems are reported together, so a config that cannot run is refused before th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from synthmix.errors import ConfigError
 from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.mixes import Mix, affordable_total, mix_counts
+from synthmix.experiment.variance import check_variance_config, variance_problems
 from synthmix.files import slug
 
+log = logging.getLogger(__name__)
 GROUPS = ("table", "control", "worth")
 
 
@@ -46,6 +49,7 @@ class StudyPlan:
     num_classes: int
     total: int | None  # the resolved fixed total (fixed-total semantics)
     cells: list[Cell] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # repeats that share a source of variance
 
     def group(self, name: str) -> list[Cell]:
         return [c for c in self.cells if c.group == name]
@@ -66,6 +70,7 @@ class StudyPlan:
             "n_real_pool": self.n_real_pool, "n_real_val": self.n_real_val,
             "n_synthetic_pool": self.n_synthetic_pool, "fixed_total": self.total,
             "cells": {g: len(self.group(g)) for g in GROUPS}, "classifier_runs": len(self.runs()),
+            "warnings": self.warnings,
         }  # fmt: skip
 
 
@@ -86,6 +91,7 @@ def plan_study(
     sets = max(1, cfg.synthetic.sets)
     if cfg.seeds < 1 or cfg.synthetic.sets < 1 or cfg.ddpm.runs < 1:
         problems.append("seeds, synthetic.sets and ddpm.runs must be >= 1")
+    problems += variance_problems(cfg)
     for k in range(max(cfg.seeds, 1)):
         for mix in mixes:
             try:
@@ -109,6 +115,9 @@ def plan_study(
         unique = list(dict.fromkeys(problems))
         raise ConfigError("the study cannot run as configured: " + "; ".join(unique[:8])
                           + (f"; and {len(unique) - 8} more" if len(unique) > 8 else ""))
+    plan.warnings = check_variance_config(cfg)
+    if plan.warnings:  # one line, before any work
+        log.warning("study plan: %s", "; ".join(plan.warnings))
     return plan
 
 

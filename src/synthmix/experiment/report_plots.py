@@ -66,8 +66,9 @@ def plot_guidance_sweep(sweep: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def plot_worth(worth: dict[str, Any], path: Path, dataset: str) -> None:
-    """Macro-F1 against the number of real images (log x): real only and real + synthetic, and
-    the synthetic-only points placed at their real-equivalent sizes."""
+    """Macro-F1 against the number of real images seen (log x): real only and real + synthetic,
+    and the synthetic-only points at their real-equivalent sizes with 95% intervals kept inside
+    the sizes tried (an arrow where an end is a bound)."""
     from synthmix.plots import _pyplot, _save
 
     plt = _pyplot()
@@ -82,18 +83,11 @@ def plot_worth(worth: dict[str, Any], path: Path, dataset: str) -> None:
                         label=label)
     syn = {p["size"]: p for p in worth.get("synthetic_only") or []}
     for eq in worth.get("synthetic_equivalents") or []:
-        est = eq["estimate"]
-        x = est["value"] if est["value"] is not None else est["limit"]
-        y = syn[eq["synthetic"]]["macro_f1"]["mean"]
-        lo, hi = eq["interval"] or (x, x)
-        marker = "D" if est["bound"] is None else (">" if est["bound"] == "above" else "<")
-        ax.errorbar([x], [y], xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt=marker,
-                    color="tab:red", capsize=3)
-        ax.annotate(f"{eq['synthetic']:,} syn.", (x, y), textcoords="offset points",
-                    xytext=(4, -10), fontsize=7, color="tab:red")
-    ax.plot([], [], "D", color="tab:red", label="synthetic only, at its real-equivalent size")
+        _plot_equivalent(ax, eq, syn[eq["synthetic"]]["macro_f1"]["mean"])
+    ax.plot([], [], "D", color="tab:red", label="synthetic only, at its real-equivalent size "
+            "(95% CI; open: wider than 2x)")
     ax.set_xscale("log")
-    ax.set_xlabel("real training images (log scale)")
+    ax.set_xlabel("real images seen: training + early-stopping validation (log scale)")
     ax.set_ylabel("macro-F1 on the real test set")
     ax.set_title(f"{dataset}: what the synthetic data is worth", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
@@ -101,3 +95,24 @@ def plot_worth(worth: dict[str, Any], path: Path, dataset: str) -> None:
     _save(fig, path)
 
 
+
+
+def _plot_equivalent(ax: Any, eq: dict[str, Any], y: float) -> None:
+    """One synthetic-only point at its real-equivalent size: a bound is an arrow, an interval
+    a bar that stops at the sizes tried (with an arrow beyond), a wide one an open marker."""
+    est, ci = eq["estimate"], eq.get("ci") or {}
+    x = est["value"] if est["value"] is not None else est["limit"]
+    lo = ci.get("low") if ci.get("low") is not None else x
+    hi = ci.get("high") if ci.get("high") is not None else x
+    marker = "D" if est["bound"] is None else (">" if est["bound"] == "above" else "<")
+    face = "tab:red" if ci.get("resolved") else "white"
+    ax.errorbar([x], [y], xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt=marker,
+                color="tab:red", markerfacecolor=face, capsize=3)
+    for end, bound, arrow in ((lo, ci.get("low_bound"), "<"), (hi, ci.get("high_bound"), ">")):
+        if bound:
+            ax.plot([end], [y], arrow, color="tab:red", markersize=5)
+    trained = eq.get("trained", eq["synthetic"])
+    label = f"{eq['synthetic']:,} syn." + (f" ({trained:,} trained on)"
+                                             if trained != eq["synthetic"] else "")
+    ax.annotate(label, (x, y),
+                textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:red")

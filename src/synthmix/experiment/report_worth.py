@@ -10,6 +10,8 @@ from typing import Any
 from synthmix.experiment.report_plots import plot_worth
 from synthmix.experiment.report_render import Block, Heading, Image, Para, Table
 from synthmix.experiment.stats import format_interval
+from synthmix.experiment.worth import reanalyse
+from synthmix.experiment.worth_text import gain_cell, tells_cell
 
 
 def _f1(stats: dict[str, Any] | None) -> str:
@@ -21,6 +23,8 @@ def _f1(stats: dict[str, Any] | None) -> str:
 def answer_section(results: dict[str, Any]) -> list[Block]:
     """The plain-language answer, first thing in the report."""
     worth = results.get("worth") or {}
+    if worth and "resolved_ratio" not in worth:  # written before intervals kept to the sizes
+        worth = reanalyse(worth)
     out: list[Block] = [Heading("The answer")]
     if worth.get("answer"):
         out.append(Para(str(worth["answer"])))
@@ -39,6 +43,8 @@ def answer_section(results: dict[str, Any]) -> list[Block]:
     variance = results.get("variance") or {}
     if variance.get("text"):
         out.append(Para(str(variance["text"])))
+    for warning in variance.get("warnings") or []:
+        out.append(Para(f"Warning: {warning}."))
     return out
 
 
@@ -74,29 +80,41 @@ def worth_section(study_dir: Path, results: dict[str, Any]) -> list[Block]:
     if not worth:
         return out + [Para("No worth section in this study (worth.enabled is false).",
                            note=True)]
+    if "resolved_ratio" not in worth:  # written before intervals kept to the sizes tried
+        worth = reanalyse(worth)
     path = study_dir / "figures" / "worth.png"
     plot_worth(worth, path, str(results.get("dataset", "?")))
-    out.append(Image(path, "macro-F1 against real training images", "Mean ± std over "
-                     "repeats; red points: synthetic-only classifiers at the real-equivalent "
-                     "size (error bars: 95% interval over repeats; arrows: a bound)."))
+    out.append(Image(path, "macro-F1 against real images seen", "Mean ± std over repeats; "
+                     "red points: synthetic-only classifiers at their real-equivalent size "
+                     "(error bars: 95% interval over repeats, kept inside the sizes tried; "
+                     "arrows: a bound)."))
+    out.append(Para("Real sizes count the images each classifier saw: its real training "
+                    "images plus the real validation images it early-stopped on (the same "
+                    "share of the validation split, at least mixes.min_val_per_class per "
+                    "class). Synthetic-only classifiers train on 90% of their synthetic "
+                    "images and early-stop on the rest; real + synthetic ones train on all "
+                    "of them. Real-equivalent sizes and gains: each repeat read off its own "
+                    "real-only curve, the mean in log size with its 95% t interval; an "
+                    "interval end beyond the sizes tried is a bound, and a gain is a multiple "
+                    "only where its interval excludes 1x and the paired difference agrees."))
     plus = {p["size"]: p for p in worth.get("real_plus_synthetic") or []}
-    aug = {a["real"]: a for a in worth.get("augmentation") or []}
+    aug = {a.get("seen", a["real"]): a for a in worth.get("augmentation") or []}
     rows = []
     for p in worth.get("real_only") or []:
         n, a = p["size"], aug.get(p["size"])
         d = a["difference"] if a else None
-        gain = "—" if not a else (f"{a['gain']:.2f}x" if a["gain"] is not None
-                                  else a["equivalent"]["estimate"]["text"])
-        rows.append([f"{n:,}", _f1(p["macro_f1"]), _f1((plus.get(n) or {}).get("macro_f1")),
-                     format_interval(d) if d else "—", str(d["verdict"]) if d else "—", gain])
-    out.append(Table(["real images", "real only", "real + synthetic", "difference [95% CI]",
-                      "verdict", "worth (x real)"], rows))
-    eq_rows = [[f"{e['synthetic']:,}", e["estimate"]["text"],
-                "—" if not e.get("interval") else
-                f"{e['interval'][0]:,.0f}-{e['interval'][1]:,.0f}", str(e["n"])]
+        rows.append([f"{p.get('train', n):,}", f"{n:,}", _f1(p["macro_f1"]),
+                     _f1((plus.get(n) or {}).get("macro_f1")),
+                     format_interval(d) if d else "—", str(d["verdict"]) if d else "—",
+                     gain_cell(a) if a else "—"])
+    out.append(Table(["real training images", "real images seen", "real only",
+                      "real + synthetic", "difference [95% CI]", "verdict",
+                      "worth (x real seen)"], rows))
+    eq_rows = [[f"{e['synthetic']:,} ({e.get('trained', e['synthetic']):,})",
+                e["estimate"]["text"], e["ci"]["text"], tells_cell(e["ci"]), str(e["n"])]
                for e in worth.get("synthetic_equivalents") or []]
-    out.append(Table(["synthetic images (alone)", "real-equivalent images", "95% CI",
-                      "repeats"], eq_rows))
+    out.append(Table(["synthetic images alone (trained on)", "real-equivalent images seen",
+                      "95% CI", "within a factor of 2?", "repeats"], eq_rows))
     return out
 
 
@@ -110,10 +128,18 @@ def tuning_section(results: dict[str, Any]) -> list[Block]:
     rows = [[str(c["label"]), str(c["nfe_per_image"]), _f1(c["val_macro_f1"]),
              "chosen" if c["label"] == tuning["chosen"] else ""]
             for c in tuning.get("candidates") or []]
+    noise = tuning.get("noise") or {}
+    if noise.get("standard_error") is not None:
+        spread = (f" Best mean {noise['best_mean']:.3f} ({noise['best']}), one standard error "
+                  f"{noise['standard_error']:.3f} over {tuning.get('seeds')} seeds; within it: "
+                  f"{', '.join(noise['within_noise'])}.")
+    else:
+        spread = (f" One classifier seed per candidate ({tuning.get('seeds', 1)}): the "
+                  "seed-to-seed noise is unknown, so this choice may not survive a rerun.")
     return out + [
         Para(f"Chosen on validation images: {label}. Criterion: {tuning['criterion']}. "
              f"{tuning['n_per_class']} images per class per candidate, "
-             f"{tuning['n_validation']} validation images; the test set was not read."),
+             f"{tuning['n_validation']} validation images; the test set was not read." + spread),
         Table(["candidate", "network evaluations / image", "validation macro-F1", ""], rows),
     ] + ([Para(f"Warning: {tuning['guidance_at_edge']}.")] if tuning.get("guidance_at_edge")
          else [])

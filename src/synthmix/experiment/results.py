@@ -10,8 +10,10 @@ from typing import Any
 
 from synthmix.config import to_dict
 from synthmix.experiment.config import StudyConfig
+from synthmix.experiment.mixes import real_val_count, synthetic_trained
 from synthmix.experiment.plan import Cell, StudyPlan
 from synthmix.experiment.stats import paired_difference
+from synthmix.experiment.variance import variance_by_group
 from synthmix.experiment.worth import worth_analysis
 from synthmix.metrics.classification import mean_std
 from synthmix.runinfo import code_version, hardware
@@ -32,28 +34,6 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(runs[0]["per_class_f1"]) if runs else []
     out["per_class_f1"] = {c: mean_std([r["per_class_f1"][c] for r in runs])["mean"] for c in names}
     return out
-
-
-def variance_sources(cfg: StudyConfig, n: int) -> dict[str, Any]:
-    """Which sources of randomness differ between the repeats behind each ±."""
-    s, d = cfg.synthetic, cfg.ddpm
-    varied = ["the classifier's initial weights and data order (seed classifier.train.seed + k)"]
-    fixed: list[str] = []
-    (varied if cfg.mixes.resample else fixed).append(
-        "the real images drawn from the pool and the synthetic images drawn from the set")
-    if s.sets > 1 and not s.path:
-        varied.append(f"the synthetic set ({s.sets} sets with base seeds {s.seed}.."
-                      f"{s.seed + s.sets - 1}; repeat k uses set k mod {s.sets})")
-    else:
-        fixed.append("the synthetic set (one set for every repeat)")
-    if d.runs > 1 and not d.run_dir:
-        varied.append(f"the DDPM ({d.runs} DDPMs trained with seeds train.seed + j)")
-    else:
-        fixed.append("the DDPM (one trained DDPM)")
-    text = (f"± is the sample standard deviation over n={n} repeats; between repeats "
-            + "; ".join(varied) + " differ. The same in every repeat: " + "; ".join(fixed)
-            + ". Intervals are 95% t intervals of the paired differences (same repeat index).")
-    return {"n": n, "varied": varied, "fixed": fixed, "text": text}
 
 
 def _runs(cells: list[Cell], plan: StudyPlan, metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,14 +86,17 @@ def aggregate(cfg: StudyConfig, study_dir: Path, plan: StudyPlan, metrics: dict[
                          **summarise_runs(runs)})
     worth = None
     if plan.group("worth"):
-        worth = worth_analysis(plan.group("worth"), metrics, plan.run_dir_of,
-                               plan.n_synthetic_pool)
+        worth = worth_analysis(
+            plan.group("worth"), metrics, plan.run_dir_of, plan.n_synthetic_pool,
+            seen=lambda n: n + real_val_count(n, plan.n_real_pool, plan.n_real_val,
+                                              plan.num_classes, cfg.mixes.min_val_per_class),
+            trained=synthetic_trained)
     return {
         "name": cfg.name, "dataset": cfg.data.dataset, "semantics": cfg.mixes.semantics,
         "seeds": cfg.seeds, "config": to_dict(cfg),
         # The code this invocation started with (run.json), not whatever is checked out by now.
         "code_version": _started_with(study_dir), "hardware": hardware(),
-        "plan": plan.summary(), "variance": variance_sources(cfg, cfg.seeds),
+        "plan": plan.summary(), "variance": variance_by_group(cfg, plan),
         "sampling": {"settings": asdict(settings), "label": settings.label,
                      "chosen_on_validation": tuning is not None},
         "tuning": tuning, "ddpm_runs": ddpm_dirs, "ddpm_run": ddpm_dirs[0],
