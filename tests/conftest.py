@@ -1,9 +1,13 @@
-"""Shared fixtures: an isolated decode cache for every test, and the real data sets."""
+"""Shared fixtures: an isolated decode cache for every test, the real data sets and the optional
+extras."""
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,6 +33,25 @@ def shared_datasets() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def optional_extra() -> Callable[[str, str], ModuleType]:
+    """`optional_extra(module, extra)` imports a module of an extra the README offers.
+
+    Missing: skip, unless SYNTHMIX_REQUIRE_EXTRAS=1 (CI), then fail: an offered feature is tested.
+    """
+
+    def load(module: str, extra: str) -> ModuleType:
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            reason = f"{module} is not installed (pip install -e '.[{extra}]')"
+            if os.environ.get("SYNTHMIX_REQUIRE_EXTRAS") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+
+    return load
 
 
 @pytest.fixture(autouse=True, scope="session")
