@@ -54,6 +54,29 @@ def optional_extra() -> Callable[[str, str], ModuleType]:
     return load
 
 
+def _refuse(what: str) -> Callable[..., None]:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{what} ran again where finished work should be reused")
+
+    return refuse
+
+
+@pytest.fixture
+def forbid_rework(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it before a rerun: from then on training a DDPM or a classifier, or drawing samples
+    from a diffusion model, raises (a proof of reuse that file times on a coarse clock are not)."""
+    import synthmix.diffusion.samplers
+    import synthmix.runs.classifier
+    import synthmix.runs.ddpm
+
+    def forbid() -> None:
+        monkeypatch.setattr(synthmix.runs.classifier, "fit", _refuse("classifier training"))
+        monkeypatch.setattr(synthmix.runs.ddpm, "fit", _refuse("DDPM training"))
+        monkeypatch.setattr(synthmix.diffusion.samplers, "sample", _refuse("diffusion sampling"))
+
+    return forbid
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
     """Tests use tiny networks, where a second thread costs more than it gives (and oversubscribes

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+import synthmix.runs.classifier
+import synthmix.runs.ddpm
 from synthmix.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +63,7 @@ def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "out").exists()
 
 
-def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path) -> None:
+def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path, monkeypatch) -> None:
     from test_study_trust import STUDY
 
     cfg = tmp_path / "s.yaml"
@@ -71,14 +75,22 @@ def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path) -> None:
                  "--no-progress"]) == 0
     before = json.loads((study / "results.json").read_text())
     assert before["worth"] is None
-    table_runs = {p: p.stat().st_mtime_ns for p in (study / "classifiers").rglob("*.json")}
+    table_runs = {p.parent for p in (study / "classifiers").rglob("test_metrics.json")}
+    real_fit, fitted = synthmix.runs.classifier.fit, []
+
+    def fit_recorded(model, task, x, y, cfg, run_dir, *args, **kwargs):
+        fitted.append(Path(run_dir))
+        return real_fit(model, task, x, y, cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(synthmix.runs.classifier, "fit", fit_recorded)
+    monkeypatch.setattr(synthmix.runs.ddpm, "fit", lambda *a, **k: pytest.fail("DDPM retrained"))
     assert main(["worth", str(study), "--set", "worth.real_fractions=[0.25,1.0]", "--set",
                  "worth.synthetic_fractions=[1.0]", "--no-progress"]) == 0
     after = json.loads((study / "results.json").read_text())
     assert [p["size"] for p in after["worth"]["real_only"]] == [100, 400]
     assert after["config"]["worth"]["enabled"] is True
     # The table's classifiers were reused, not retrained; the full-real worth point is Exp 1's.
-    assert {p: p.stat().st_mtime_ns for p in table_runs} == table_runs
+    assert table_runs and fitted and not table_runs & set(fitted)
     assert "The answer" in (study / "report.md").read_text()
     # Any other change to the study is still refused.
     assert main(["worth", str(study), "--set", "seeds=2", "--no-progress"]) == 2
