@@ -35,6 +35,16 @@ num_threads: 1
 """
 
 
+def macro_f1_of(confusion) -> float:
+    """Macro-F1 from a confusion matrix (rows true, columns predicted): per class
+    2TP / (2TP + FP + FN), 0 for a class never true nor predicted, averaged over classes."""
+    cm = np.asarray(confusion, dtype=float)
+    tp = np.diag(cm)
+    denominator = cm.sum(0) + cm.sum(1)  # (2TP + FP + FN) per class
+    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
+                                   where=denominator > 0)))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
@@ -52,7 +62,15 @@ def test_every_stage_and_section_is_there(study):
     assert names == ["Exp 1", "Exp 2", "Exp 3", "Exp 4", "Exp 5"]
     for cell in results["table"]:
         assert cell["macro_f1"]["n"] == 2 and len(cell["runs"]) == 2
-        assert 0.0 <= cell["macro_f1"]["mean"] <= 1.0
+        # Each repeat's macro-F1 is its own confusion matrix's, over the 360 test images of
+        # digits, and the table's mean is theirs.
+        f1 = []
+        for run in cell["runs"]:
+            saved = json.loads((out / run["run_dir"] / "test_metrics.json").read_text())
+            assert np.asarray(saved["confusion_matrix"]).sum() == 360
+            f1.append(macro_f1_of(saved["confusion_matrix"]))
+            assert run["macro_f1"] == pytest.approx(f1[-1], abs=1e-12)
+        assert cell["macro_f1"]["mean"] == pytest.approx(np.mean(f1), abs=1e-12)
         assert cell["paper_f1"] is None  # no study numbers for digits
     assert [s["guidance_scale"] for s in results["guidance_sweep"]] == [0.0, 1.0]
     assert results["quality"] is not None
@@ -66,7 +84,11 @@ def test_every_stage_and_section_is_there(study):
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # mix sizes are recorded per run, in the study's semantics
     mix = json.loads((out / "classifiers" / "exp-3" / "seed-0" / "mix.json").read_text())
-    assert mix["semantics"] == "fraction-of-pools" and mix["train_synthetic"] > 0
+    # Exp 3 trains on half of each pool: 30 of the 60 synthetic images (6 per class).
+    assert mix["semantics"] == "fraction-of-pools" and mix["train_synthetic"] == 30
+    # ...and half of the real pool (Exp 1's 647 images, all of it), rounded.
+    assert results["table"][0]["n_real"] == 647
+    assert mix["train_real"] == results["table"][2]["n_real"] == 324
 
 
 def test_no_leakage_between_diffusion_half_classifier_half_and_test(study):
