@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--max-epochs", "1", "--patience", "1"]
 
 
+@pytest.mark.slow
 def test_tune_scores_candidates_on_validation(tiny_ddpm: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "tune"
     assert main(["tune", str(tiny_ddpm), "--real", "digits", "--guidance", "0.5", "2",
@@ -34,6 +35,7 @@ def test_tune_scores_candidates_on_validation(tiny_ddpm: Path, tmp_path: Path, c
     assert "<- chosen" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_worth_for_a_ddpm_and_a_set(tiny_ddpm: Path, tmp_path: Path, capsys) -> None:
     set_dir = tmp_path / "set"
     assert main(["sample", str(tiny_ddpm), "--n-per-class", "6", "--out", str(set_dir),
@@ -67,6 +69,7 @@ def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path, monkeypatch) -> None:
     from test_study_trust import STUDY
 

@@ -66,6 +66,7 @@ def test_noise_speed_runs_tiny(tmp_path: Path) -> None:
         rules["2"]["images_per_second"] / rules["1"]["images_per_second"], abs=0.006)
 
 
+@pytest.mark.slow
 def test_classifier_recipe_runs_tiny(tmp_path: Path) -> None:
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("model: {preset: tiny}\n"

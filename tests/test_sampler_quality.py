@@ -64,6 +64,7 @@ def test_cheapest_within_one_point(sq):
     assert sq.cheapest_within([_row("ddim-10", 20, 0.5)], ref) is None
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end_shares_noise_scores_on_validation_and_resumes(sq, tmp_path,
                                                                      forbid_rework):
     run = tmp_path / "ddpm"

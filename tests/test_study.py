@@ -13,6 +13,8 @@ from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.study import run_study
 from synthmix.synthetic.format import read_synthetic_set
 
+pytestmark = pytest.mark.slow  # each test runs or shares a whole tiny study
+
 TINY_STUDY = """
 name: tiny
 data: {dataset: digits, image_size: 8, resize: resize}

@@ -154,6 +154,7 @@ generate_synthetic_set(sys.argv[1], sample_fn=dying, **args)
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_resampling_finished_shards(background, reference,
                                                                monkeypatch) -> None:
     out, procs = background["killed"]
@@ -244,6 +245,7 @@ print("SAMPLED", json.dumps(sampled))
 """
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(background, reference) -> None:
     out, procs = background["gloo"]
     codes, logs = finished(procs)

@@ -216,6 +216,7 @@ fit(model, Task(), x, y, cfg, {out!r}, torch.device("cpu"), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes_equals_one_process(tmp_path: Path) -> None:
     outs = {}
     for n in (1, 2):
