@@ -1,9 +1,13 @@
-"""Shared fixtures: an isolated decode cache for every test, and the real data sets."""
+"""Shared fixtures: an isolated decode cache for every test, the real data sets and the optional
+extras."""
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,6 +33,48 @@ def shared_datasets() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def optional_extra() -> Callable[[str, str], ModuleType]:
+    """`optional_extra(module, extra)` imports a module of an extra the README offers.
+
+    Missing: skip, unless SYNTHMIX_REQUIRE_EXTRAS=1 (CI), then fail: an offered feature is tested.
+    """
+
+    def load(module: str, extra: str) -> ModuleType:
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            reason = f"{module} is not installed (pip install -e '.[{extra}]')"
+            if os.environ.get("SYNTHMIX_REQUIRE_EXTRAS") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+
+    return load
+
+
+def _refuse(what: str) -> Callable[..., None]:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{what} ran again where finished work should be reused")
+
+    return refuse
+
+
+@pytest.fixture
+def forbid_rework(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it before a rerun: from then on training a DDPM or a classifier, or drawing samples
+    from a diffusion model, raises (a proof of reuse that file times on a coarse clock are not)."""
+    import synthmix.diffusion.samplers
+    import synthmix.runs.classifier
+    import synthmix.runs.ddpm
+
+    def forbid() -> None:
+        monkeypatch.setattr(synthmix.runs.classifier, "fit", _refuse("classifier training"))
+        monkeypatch.setattr(synthmix.runs.ddpm, "fit", _refuse("DDPM training"))
+        monkeypatch.setattr(synthmix.diffusion.samplers, "sample", _refuse("diffusion sampling"))
+
+    return forbid
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from synthmix.cli import main
@@ -24,6 +25,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_train_resume_and_sample_through_the_cli(tmp_path, monkeypatch):
     run = tmp_path / "run"
     cfg = str(ROOT / "configs" / "ddpm" / "mnist-cpu.yaml")
@@ -75,6 +77,7 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys):
     assert "not a DDPM run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_paper_preset_builds_the_study_model_and_takes_a_step():
     model = build_unet({"preset": "paper"}, in_channels=1, image_size=32, num_classes=10)
     n_params = sum(p.numel() for p in model.parameters())
@@ -89,6 +92,7 @@ def test_paper_preset_builds_the_study_model_and_takes_a_step():
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_with_torchrun(tmp_path):
     """`torchrun --nproc_per_node 2 -m synthmix train-ddpm ...` trains with DDP on gloo."""
     run = tmp_path / "ddp"

@@ -13,6 +13,8 @@ from synthmix.experiment.config import StudyConfig
 from synthmix.experiment.study import run_study
 from synthmix.synthetic.format import read_synthetic_set
 
+pytestmark = pytest.mark.slow  # each test runs or shares a whole tiny study
+
 TINY_STUDY = """
 name: tiny
 data: {dataset: digits, image_size: 8, resize: resize}
@@ -35,6 +37,16 @@ num_threads: 1
 """
 
 
+def macro_f1_of(confusion) -> float:
+    """Macro-F1 from a confusion matrix (rows true, columns predicted): per class
+    2TP / (2TP + FP + FN), 0 for a class never true nor predicted, averaged over classes."""
+    cm = np.asarray(confusion, dtype=float)
+    tp = np.diag(cm)
+    denominator = cm.sum(0) + cm.sum(1)  # (2TP + FP + FN) per class
+    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
+                                   where=denominator > 0)))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
@@ -52,7 +64,15 @@ def test_every_stage_and_section_is_there(study):
     assert names == ["Exp 1", "Exp 2", "Exp 3", "Exp 4", "Exp 5"]
     for cell in results["table"]:
         assert cell["macro_f1"]["n"] == 2 and len(cell["runs"]) == 2
-        assert 0.0 <= cell["macro_f1"]["mean"] <= 1.0
+        # Each repeat's macro-F1 is its own confusion matrix's, over the 360 test images of
+        # digits, and the table's mean is theirs.
+        f1 = []
+        for run in cell["runs"]:
+            saved = json.loads((out / run["run_dir"] / "test_metrics.json").read_text())
+            assert np.asarray(saved["confusion_matrix"]).sum() == 360
+            f1.append(macro_f1_of(saved["confusion_matrix"]))
+            assert run["macro_f1"] == pytest.approx(f1[-1], abs=1e-12)
+        assert cell["macro_f1"]["mean"] == pytest.approx(np.mean(f1), abs=1e-12)
         assert cell["paper_f1"] is None  # no study numbers for digits
     assert [s["guidance_scale"] for s in results["guidance_sweep"]] == [0.0, 1.0]
     assert results["quality"] is not None
@@ -66,7 +86,11 @@ def test_every_stage_and_section_is_there(study):
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # mix sizes are recorded per run, in the study's semantics
     mix = json.loads((out / "classifiers" / "exp-3" / "seed-0" / "mix.json").read_text())
-    assert mix["semantics"] == "fraction-of-pools" and mix["train_synthetic"] > 0
+    # Exp 3 trains on half of each pool: 30 of the 60 synthetic images (6 per class).
+    assert mix["semantics"] == "fraction-of-pools" and mix["train_synthetic"] == 30
+    # ...and half of the real pool (Exp 1's 647 images, all of it), rounded.
+    assert results["table"][0]["n_real"] == 647
+    assert mix["train_real"] == results["table"][2]["n_real"] == 324
 
 
 def test_no_leakage_between_diffusion_half_classifier_half_and_test(study):
@@ -81,14 +105,13 @@ def test_no_leakage_between_diffusion_half_classifier_half_and_test(study):
         splits.diffusion_train)
 
 
-def test_rerun_skips_finished_stages_and_report_regenerates(study):
+def test_rerun_skips_finished_stages_and_report_regenerates(study, forbid_rework):
     root, out = study
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("test_metrics.json")}
-    summary = (out / "ddpm" / "train_summary.json").stat().st_mtime_ns
+    before = json.loads((out / "results.json").read_text())
+    forbid_rework()  # a DDPM or classifier trained, or a set sampled, again raises
     assert main(["experiment", str(root / "tiny.yaml"), "--study-dir", str(out),
                  "--no-progress"]) == 0
-    assert (out / "ddpm" / "train_summary.json").stat().st_mtime_ns == summary
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("test_metrics.json")} == before
+    assert json.loads((out / "results.json").read_text())["table"] == before["table"]
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
 
@@ -117,17 +140,25 @@ def test_crashed_study_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(rc, "train_classifier", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         run_study(cfg, tmp_path / "s", progress=False)
-    done = sorted(p.parent.parent.name for p in (tmp_path / "s").rglob("test_metrics.json"))
-    assert done == ["exp-1", "exp-2"]
-    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("test_metrics.json")}
-    ddpm_mtime = (tmp_path / "s" / "ddpm" / "train_summary.json").stat().st_mtime_ns
-    calls.clear()
+    finished = sorted(p.parent for p in (tmp_path / "s").rglob("test_metrics.json"))
+    assert [p.parent.name for p in finished] == ["exp-1", "exp-2"]
     monkeypatch.setattr(rc, "train_classifier", real_train)
+    import synthmix.runs.classifier
+    import synthmix.runs.ddpm
+
+    real_fit = synthmix.runs.classifier.fit
+    fitted: list[Path] = []
+
+    def fit_recorded(model, task, x, y, cfg, run_dir, *args, **kwargs):
+        fitted.append(Path(run_dir))
+        return real_fit(model, task, x, y, cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(synthmix.runs.classifier, "fit", fit_recorded)
+    monkeypatch.setattr(synthmix.runs.ddpm, "fit", lambda *a, **k: pytest.fail("DDPM retrained"))
     results = run_study(cfg, tmp_path / "s", progress=False)
     assert len(results["table"]) == 5
-    assert (tmp_path / "s" / "ddpm" / "train_summary.json").stat().st_mtime_ns == ddpm_mtime
-    for p, m in mtimes.items():
-        assert p.stat().st_mtime_ns == m, p
+    # The two finished cells were not retrained; the other three were trained, once each.
+    assert len(fitted) == len(set(fitted)) == 3 and not set(fitted) & set(finished)
     assert Path(tmp_path / "s" / "report.md").is_file()
 
 

@@ -86,6 +86,7 @@ def _cells(study: Path) -> dict[str, dict]:
             for p in sorted(study.rglob("test_metrics.json"))}
 
 
+@pytest.mark.slow
 def test_the_same_study_twice_gives_the_same_numbers(twice) -> None:
     a, b, _ = twice
     cells_a, cells_b = _cells(a), _cells(b)
@@ -98,6 +99,7 @@ def test_the_same_study_twice_gives_the_same_numbers(twice) -> None:
                 == (b / "ddpm/checkpoints/last" / name).read_bytes())
 
 
+@pytest.mark.slow
 def test_the_test_set_steers_nothing(twice) -> None:
     a, _, poisoned = twice
     tuning = [json.loads((s / "tuning" / "tuning.json").read_text()) for s in (a, poisoned)]
@@ -114,6 +116,7 @@ def test_the_test_set_steers_nothing(twice) -> None:
     assert not list((a / "tuning").rglob("test_metrics.json"))
 
 
+@pytest.mark.slow
 def test_error_bars_cover_different_synthetic_sets_and_real_subsets(twice) -> None:
     a, _, _ = twice
     shas = []
@@ -141,6 +144,7 @@ def test_error_bars_cover_different_synthetic_sets_and_real_subsets(twice) -> No
         assert words in report, words
 
 
+@pytest.mark.slow
 def test_memorisation_is_measured_against_the_ddpm_training_images(twice) -> None:
     a, _, _ = twice
     memo = json.loads((a / "quality" / "quality.json").read_text())["memorisation"]
@@ -149,6 +153,7 @@ def test_memorisation_is_measured_against_the_ddpm_training_images(twice) -> Non
     assert memo["n_reference"] == len(splits["diffusion_train"])
 
 
+@pytest.mark.slow
 def test_worth_cells_reuse_table_cells_of_equal_content(twice) -> None:
     a, _, _ = twice
     plan = json.loads((a / "plan.json").read_text())
@@ -181,6 +186,7 @@ def test_fixed_total_defaults_to_what_every_mix_can_afford(tmp_path: Path) -> No
     assert {c.n_real + c.n_synthetic for c in plan.group("table")} == {26880}
 
 
+@pytest.mark.slow
 def test_torchrun_shares_the_cells_between_two_ranks(tmp_path: Path) -> None:
     (tmp_path / "trust.yaml").write_text(STUDY)
     script = tmp_path / "run.py"

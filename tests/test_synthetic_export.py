@@ -94,7 +94,7 @@ def test_metadata_rows_match_images_and_the_card_says_how_they_were_made(tmp_pat
     card = (out / "README.md").read_text(encoding="utf-8")
     for fact in ("| sampler | `ddim` |", "| steps | `7` |", "| guidance_scale | `1.5` |",
                  "| eta | `0.25` |", "| thresholding | `dynamic` |", "| seed_rule | `2` |",
-                 "| base_seed | `3` |", PROVENANCE["checkpoint_sha256"], "/runs/ddpm-x",
+                 "| base_seed | `3` |", PROVENANCE["checkpoint_sha256"], "| DDPM run | `ddpm-x` |",
                  "| 0 | zero | `zero` | 2 |", "| 2 | two | `two` | 3 |",
                  'load_dataset("imagefolder"', "synthmix (sampling) | `0.1.0"):
         assert fact in card, fact
@@ -126,29 +126,52 @@ def test_class_names_with_slashes_export_to_safe_folders(tmp_path: Path) -> None
     assert "| 1 | T-shirt/top | `T-shirt_top` | 2 |" in (out / "README.md").read_text()
 
 
-def test_hugging_face_datasets_reads_synthmix_labels(tmp_path: Path, monkeypatch) -> None:
+def test_published_tree_names_no_path_of_this_machine(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "ddpm-x"
+    provenance = {**PROVENANCE, "run_dir": str(run),
+                  "checkpoint": str(run / "checkpoints" / "best" / "model.safetensors"),
+                  "elsewhere": str(tmp_path / "other" / "file.npz")}
+    path, _ = make_set(tmp_path / "sets", 3, provenance=provenance, classes=("/a", "b", "c"))
+    out = export_synthetic_set(path, tmp_path / "png", "png", progress=False)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    text = (out / "export.json").read_text(encoding="utf-8")
+    for published in (card, text):
+        assert str(tmp_path) not in published
+    assert "| DDPM run | `ddpm-x` |" in card
+    record = json.loads(text)
+    prov = record["source_manifest"]["provenance"]
+    assert prov["run_dir"] == "ddpm-x"
+    assert prov["checkpoint"] == "ddpm-x/checkpoints/best/model.safetensors"
+    assert prov["elsewhere"] == "file.npz"
+    assert record["source"] == "set3"
+    assert record["source_manifest"]["class_names"] == ["/a", "b", "c"]  # names are not paths
+    # The set itself keeps its local paths: only what is published drops them.
+    assert read_synthetic_set(path).manifest["provenance"]["run_dir"] == str(run)
+
+
+def test_hugging_face_datasets_round_trip(tmp_path: Path, monkeypatch, optional_extra) -> None:
+    """`load_dataset(OUT)` gives every image's pixels, label (a ClassLabel named in synthmix's
+    order), class name and seed; `load_dataset("imagefolder", data_dir=OUT)` the same labels."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing outside tmp_path, no network
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    datasets = pytest.importorskip("datasets")
+    datasets = optional_extra("datasets", "hf")
     path, images = make_set(tmp_path, 3, classes=AWKWARD)
     out = export_synthetic_set(path, tmp_path / "png", "png", progress=False)
-    ds = datasets.load_dataset("imagefolder", data_dir=str(out), split="train",
-                               cache_dir=str(tmp_path / "cache"))
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
+    # Folder-inferred labels would be alphabetical: Ankle boot 0, T-shirt_top 1, zebra 2.
+    assert ds.features["label"].names == list(AWKWARD)
+    assert sorted(ds.column_names) == ["class_name", "image", "label", "seed"]
     labels = [2, 0, 1, 1, 0, 2, 2]
-    assert len(ds) == 7
     by_seed = {row["seed"]: row for row in ds}
+    assert sorted(by_seed) == [10**12 + i for i in range(7)]
     for i in range(7):
         row = by_seed[10**12 + i]
-        # Folder-inferred labels would be alphabetical: Ankle boot 0, T-shirt_top 1, zebra 2.
         assert row["label"] == labels[i]
         assert row["class_name"] == AWKWARD[labels[i]]
+        assert ds.features["label"].int2str(row["label"]) == AWKWARD[labels[i]]
+        assert row["image"].mode == "RGB"
         assert np.array_equal(np.asarray(row["image"]), images[i])
-    # The card's ClassLabel recipe names the classes in synthmix's order.
-    features = datasets.Features({
-        "image": datasets.Image(), "label": datasets.ClassLabel(names=list(AWKWARD)),
-        "class_name": datasets.Value("string"), "seed": datasets.Value("int64")})
-    named = datasets.load_dataset("imagefolder", data_dir=str(out), split="train",
-                                  features=features, cache_dir=str(tmp_path / "cache2"))
-    assert named.features["label"].names == list(AWKWARD)
-    assert all(named.features["label"].int2str(r["label"]) == r["class_name"] for r in named)
+    plain = datasets.load_dataset("imagefolder", data_dir=str(out), split="train",
+                                  cache_dir=str(tmp_path / "cache2"))
+    assert {r["seed"]: r["label"] for r in plain} == {10**12 + i: labels[i] for i in range(7)}

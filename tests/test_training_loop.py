@@ -128,6 +128,7 @@ def test_existing_run_needs_resume(tmp_path):
         train(tmp_path / "run", TrainConfig(max_epochs=1, batch_size=32))
 
 
+@pytest.mark.slow
 def test_max_steps_then_resume_with_more_steps_continues_mid_epoch(tmp_path):
     cfg = TrainConfig(max_epochs=3, patience=None, batch_size=16, seed=3, max_steps=4)
     r1, _ = train(tmp_path / "a", cfg)
@@ -142,6 +143,7 @@ def test_max_steps_then_resume_with_more_steps_continues_mid_epoch(tmp_path):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_same_weights(tmp_path):
     """A run killed with SIGKILL mid-epoch, resumed, ends bit-identical to an uninterrupted one."""
     code = (

@@ -166,20 +166,6 @@ def test_wall_clock_cap_is_recorded_as_not_the_budget(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "b" / "train_summary.json").read_text())["time_capped"] is False
 
 
-def test_tensorboard_logging_is_optional_and_clear(tmp_path: Path) -> None:
-    cfg = TrainConfig(max_epochs=1, batch_size=16, ema_decay=None, channels_last=False,
-                      log="tensorboard")
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        with pytest.raises(SynthmixError, match="pip install"):
-            fit(nn.Linear(5, 3), _Task(), *_toy(), cfg, tmp_path, torch.device("cpu"),
-                progress=False)
-        return
-    fit(nn.Linear(5, 3), _Task(), *_toy(), cfg, tmp_path, torch.device("cpu"), progress=False)
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-
-
 def test_a_foreign_state_file_is_refused_without_unpickling_advice(tmp_path: Path,
                                                                     recwarn) -> None:
     folder = tmp_path / "last"
@@ -230,6 +216,7 @@ fit(model, Task(), x, y, cfg, {out!r}, torch.device("cpu"), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes_equals_one_process(tmp_path: Path) -> None:
     outs = {}
     for n in (1, 2):

@@ -4,7 +4,7 @@ one .npz file.
 The PNG tree::
 
     OUT/README.md                 dataset card: what made the images, how to load them
-    OUT/export.json               the source set's path and whole manifest
+    OUT/export.json               the source set's name and whole manifest (no local paths)
     OUT/train/metadata.jsonl      one row per image: file_name, label, class_name, seed
     OUT/train/<class folder>/<index>-seed<seed>.png
 
@@ -15,6 +15,12 @@ folder-inferred labels by default (https://huggingface.co/docs/datasets/image_da
 metadata files are present, the inferred labels based on the directory name are dropped by
 default"), so the `label` column is the metadata's: the synthmix class index. `file_name` is
 relative to the folder holding metadata.jsonl, as that page's examples are.
+
+The card's YAML header declares the columns (`configs: features:`), with `label` a `ClassLabel`
+of the class names in synthmix's order: `load_dataset(OUT)` reads it, as it does for a data set
+on the Hub (`load_dataset("imagefolder", data_dir=OUT)` ignores the card: plain int labels).
+What is published names no path of this machine: absolute paths in the manifest become relative
+to the DDPM run's parent folder (the run's own folder name first), else just a file name.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 
 from synthmix.errors import ConfigError, DataError
 from synthmix.files import atomic_save_npz, atomic_write_json, atomic_write_text
@@ -135,23 +142,48 @@ def _export_record(
     """Where and when the tree was exported from, with the source manifest, for provenance."""
     record: dict[str, Any] = {
         "format": fmt,
-        "source": str(synthetic.path.resolve()),
+        "source": synthetic.path.resolve().name,
         "created": now_iso(),
         "code_version": code_version(),
     }
     if folders is not None:
         record["class_folders"] = dict(zip(synthetic.class_names, folders))
-    record["source_manifest"] = synthetic.manifest
+    record["source_manifest"] = published_manifest(synthetic.manifest)
     return record
+
+
+def published_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest without this machine's absolute paths: relative to the DDPM run's parent
+    folder where under it (`ddpm-x`, `ddpm-x/checkpoints/...`), else the last component."""
+    run_dir = (manifest.get("provenance") or {}).get("run_dir")
+    base = Path(run_dir).parent if isinstance(run_dir, str) and os.path.isabs(run_dir) else None
+    names = manifest.get("class_names")
+    out = _relative_paths(manifest, base)
+    if names is not None:
+        out["class_names"] = names  # a class name is never a path, even one that starts with /
+    return out
+
+
+def _relative_paths(value: Any, base: Path | None) -> Any:
+    if isinstance(value, dict):
+        return {k: _relative_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative_paths(v, base) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        path = Path(value)
+        if base is not None and path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+        return path.name
+    return value
 
 
 def dataset_card(synthetic: SyntheticSet, folders: Sequence[str], export: dict[str, Any]) -> str:
     """README.md of an exported tree: how the images were made and how to load them."""
-    m = synthetic.manifest
+    m = export["source_manifest"]
     prov = m.get("provenance") or {}
     per_class = np.bincount(synthetic.labels, minlength=len(folders)).tolist()
-    names = json.dumps(list(synthetic.class_names), ensure_ascii=False)
     lines = [
+        card_header(synthetic.class_names),
         f"# Synthetic images: {synthetic.path.resolve().name}",
         "",
         f"{len(synthetic)} labelled images ({_shape(m)}) sampled by synthmix from a "
@@ -183,26 +215,34 @@ def dataset_card(synthetic: SyntheticSet, folders: Sequence[str], export: dict[s
         "```python",
         "from datasets import load_dataset",
         "",
-        'ds = load_dataset("imagefolder", data_dir="path/to/this/folder", split="train")',
+        'ds = load_dataset("path/to/this/folder", split="train")',
         'image, label = ds[0]["image"], ds[0]["label"]  # also ds[0]["class_name"], ds[0]["seed"]',
+        'ds.features["label"].names  # the class names of the table above, in its order',
         "```",
         "",
-        "`label` is the class index of the table above, read from `train/metadata.jsonl`; the "
-        "folders only group the files (`drop_labels=False` would number the folders "
-        "alphabetically instead). For a `ClassLabel` column with the class names:",
-        "",
-        "```python",
-        "from datasets import ClassLabel, Features, Image, Value, load_dataset",
-        "",
-        f"CLASS_NAMES = {names}",
-        'features = Features({"image": Image(), "label": ClassLabel(names=CLASS_NAMES),',
-        '                     "class_name": Value("string"), "seed": Value("int64")})',
-        'ds = load_dataset("imagefolder", data_dir="path/to/this/folder", split="train",',
-        "                  features=features)",
-        "```",
+        "`label` is the class index of the table above, read from `train/metadata.jsonl`, and a "
+        "`ClassLabel` with the class names declared in this card's header; the folders only "
+        "group the files. `load_dataset(\"imagefolder\", data_dir=...)` skips this card: the "
+        "same labels as plain integers.",
         "",
     ]
     return "\n".join(lines)
+
+
+def card_header(class_names: Sequence[str]) -> str:
+    """The card's YAML header: the columns, `label` a ClassLabel named in synthmix's order.
+
+    `datasets` reads `configs[].features` in its YAML form (`Features._from_yaml_list`)."""
+    features = [
+        {"name": "image", "dtype": "image"},
+        {"name": "label",
+         "dtype": {"class_label": {"names": {str(c): n for c, n in enumerate(class_names)}}}},
+        {"name": "class_name", "dtype": "string"},
+        {"name": "seed", "dtype": "int64"},
+    ]
+    config = {"config_name": "default", "data_dir": SPLIT, "features": features}
+    body = yaml.safe_dump({"configs": [config]}, sort_keys=False, allow_unicode=True)
+    return f"---\n{body}---\n"
 
 
 def _shape(manifest: dict[str, Any]) -> str:
