@@ -43,7 +43,8 @@ class ClassifierRunConfig:
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
     eval_batch_size: int = 512
     # Cells of this recipe trained at once, stacked (runs/classifier_group.py); 1: one at a
-    # time. Measured no faster on a loaded 2-core AVX2 host (README, "Many classifiers at once").
+    # time. 1 by measurement: on a 2-core AVX2 host at 1 thread, K = 1..8 stacked trained at
+    # 0.59-0.68x the images/s of one alone (benchmarks/stacked_classifiers.py, README).
     group_size: int = 1
     device: str = "auto"
     num_threads: int | None = None
