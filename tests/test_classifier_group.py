@@ -163,3 +163,32 @@ def test_one_stacked_step_gives_each_member_its_own_gradient_and_statistics() ->
             torch.testing.assert_close(stack.params[name].grad[k], p.grad, rtol=1e-4, atol=1e-6)
         for name, b in model.named_buffers():
             torch.testing.assert_close(stack.buffers[name][k], b)
+
+
+def test_a_study_trains_its_cells_in_groups(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_study import TINY_STUDY
+
+    import synthmix.experiment.cells as cells
+    from synthmix.config import load_config
+    from synthmix.experiment.config import StudyConfig
+    from synthmix.experiment.study import run_study
+
+    (tmp_path / "tiny.yaml").write_text(TINY_STUDY)
+    cfg = load_config(StudyConfig, tmp_path / "tiny.yaml", [
+        "guidance_sweep.scales=[]", "quality.enabled=false", "seeds=1",
+        "classifier.group_size=3", "classifier.train.steps_per_epoch=2"])
+    groups: list[int] = []
+    real = cells.train_classifier_group
+
+    def spy(cfgs: list, *args: object, **kwargs: object) -> list[dict]:
+        groups.append(len(cfgs))
+        return real(cfgs, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cells, "train_classifier_group", spy)
+    results = run_study(cfg, tmp_path / "s", progress=False)
+    assert groups == [3, 2]  # 5 cells, 3 at a time
+    assert len(results["table"]) == 5
+    for summary in (tmp_path / "s" / "classifiers").rglob("train_summary.json"):
+        assert json.loads(summary.read_text())["steps"] % 2 == 0
+    assert len(list((tmp_path / "s").rglob("test_metrics.json"))) == 5

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -125,7 +126,9 @@ class _Stack:
         """One optimisation step of every member: x (K, B, C, H, W), y (K, B); returns (K,)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        losses = self.losses(self.params, self.buffers, x, y)  # (K,)
+        with warnings.catch_warnings():  # CPU flash attention: vmap loops over members
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            losses = self.losses(self.params, self.buffers, x, y)  # (K,)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # member k's loss reaches member k's slice alone
         self.optimizer.step()
