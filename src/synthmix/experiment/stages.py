@@ -108,7 +108,8 @@ def stage_ddpm(cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageL
 
 def _ddpm_info(run_dir: Path) -> dict[str, Any]:
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    keys = ("steps", "images_seen", "images_per_second", "stop_reason", "time_capped")
+    keys = ("steps", "images_seen", "images_per_second", "stop_reason", "time_capped",
+            "precision")
     return {k: summary.get(k) for k in keys}
 
 

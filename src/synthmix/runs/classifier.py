@@ -145,6 +145,11 @@ def train_classifier(
                      run_dir, split)
 
 
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "train_summary.json"
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
 def score_run(cfg: ClassifierRunConfig, model: nn.Module, result: TrainResult,
               sizes: tuple[int, int], test: Tensors, class_names: tuple[str, ...],
               run_dir: Path, split: str = "test") -> dict[str, Any]:
@@ -174,6 +179,7 @@ def score_run(cfg: ClassifierRunConfig, model: nn.Module, result: TrainResult,
             "split": split,
             "n_train": sizes[0],
             "n_val": sizes[1],
+            "precision": _summary(run_dir).get("precision", "fp32"),
         }
     )
     plot_confusion_matrix(
