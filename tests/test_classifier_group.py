@@ -192,3 +192,8 @@ def test_a_study_trains_its_cells_in_groups(tmp_path: Path,
     for summary in (tmp_path / "s" / "classifiers").rglob("train_summary.json"):
         assert json.loads(summary.read_text())["steps"] % 2 == 0
     assert len(list((tmp_path / "s").rglob("test_metrics.json"))) == 5
+    # Every single-network stage is set against the machine's limit (experiment/flops.py).
+    stages = json.loads((tmp_path / "s" / "stages.json").read_text())
+    for name in ("ddpm", "synthetic-set0", "classifiers"):
+        assert stages[name]["gflop_per_image"] > 0 and stages[name]["achieved_gflops"] > 0
+        assert "peak_assumption" in stages[name]

@@ -61,6 +61,11 @@ class StageLog:
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
         self._write()
 
+    def replace_all(self, stages: dict[str, Any]) -> None:
+        """Write `stages` as the record (e.g. with compute figures added)."""
+        self.stages = stages
+        self._write()
+
     def _write(self) -> None:
         if self.comm.is_main:
             atomic_write_json(self.path, self.stages)
