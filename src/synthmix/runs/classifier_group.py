@@ -9,6 +9,8 @@ epoch the same length); a member that stops leaves the stack at once and is scor
 written then. Every epoch end writes each member's `last` checkpoint in the loop's own format,
 so a killed group resumes its unfinished members (together where they stopped at the same
 step, else in smaller stacks), and `fit(resume=True)` could continue any of them alone.
+A member's `train_seconds` is its share of the group's time (each step's time split between
+the members it trained), so the stage's sums and images/s stay comparable with one at a time.
 """
 
 from __future__ import annotations
