@@ -299,13 +299,23 @@ def e2e_section(e2e: dict[str, Any]) -> list[str]:
                 s.get("status") or ("skipped (done earlier)" if "skipped_at" in s else "-"),
                 _f(s.get("seconds"), 1),
                 _f(s["seconds"] / 60, 1) if s.get("seconds") is not None else "-",
+                _f(s.get("achieved_gflops"), 1),
+                _f(100 * s["share_of_peak"], 1) if s.get("share_of_peak") is not None else "-",
             ]
             for name, s in stages.items()
             if isinstance(s, dict)
         ]
         total = sum(s.get("seconds") or 0 for s in stages.values() if isinstance(s, dict))
-        rows.append(["**total**", "", _f(total, 1), _f(total / 60, 1)])
-        out += [f"\n{path}", _table(["stage", "status", "seconds", "minutes"], rows)]
+        rows.append(["**total**", "", _f(total, 1), _f(total / 60, 1), "", ""])
+        head = ["stage", "status", "seconds", "minutes", "GFLOP/s", "% of peak"]
+        out += [f"\n{path}", _table(head, rows)]
+        peaks = {s["peak_assumption"] for s in stages.values()
+                 if isinstance(s, dict) and s.get("peak_assumption")}
+        peak = next((s["peak_gflops"] for s in stages.values()
+                     if isinstance(s, dict) and s.get("peak_gflops")), None)
+        for p in peaks:
+            out.append(f"Peak {_f(peak, 1)} GFLOP/s (fp32, estimated: {p}). GFLOP/s count "
+                       "matrix products, convolutions and attention only.")
     return out
 
 

@@ -39,13 +39,20 @@ def code_version() -> dict[str, Any]:
 
 
 def hardware() -> dict[str, Any]:
+    """The machine: CPU model and instruction level (a bare `x86_64` cannot explain why one
+    command ran 54 or 68 minutes), whether it has native bf16, threads, GPU."""
     import torch
+
+    from synthmix.device import cpu_capability, cpu_model, cpu_native_bf16
 
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "cpu_native_bf16": cpu_native_bf16(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),

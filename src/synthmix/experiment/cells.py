@@ -20,10 +20,11 @@ import torch
 
 from synthmix.data.splits import stratified_prefix
 from synthmix.experiment.config import StudyConfig
-from synthmix.experiment.mixes import build_mix
+from synthmix.experiment.mixes import MixedSet, build_mix
 from synthmix.experiment.plan import Cell
 from synthmix.files import atomic_write_json
-from synthmix.runs.classifier import train_classifier
+from synthmix.runs.classifier import ClassifierRunConfig, train_classifier
+from synthmix.runs.classifier_group import train_classifier_group
 from synthmix.runs.common import PreparedData, write_run_info
 from synthmix.seeding import STREAM_MIX, derive_seed
 from synthmix.training import distributed as dist
@@ -64,13 +65,10 @@ class CellInputs:
     data: PreparedData
 
 
-def train_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path,
-               progress: bool) -> dict[str, Any]:
-    """Train and test one cell's classifier; a finished run is read back instead."""
-
-    result_path = run_dir / RESULT_FILE
-    if result_path.is_file():
-        return dict(json.loads(result_path.read_text()))
+def prepare_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path
+                 ) -> tuple[ClassifierRunConfig, MixedSet]:
+    """A cell's classifier config (seed shifted by its repeat) and mix; mix.json and the run
+    info are written."""
     syn = (inputs.synthetic(cell.synthetic_set) if cell.synthetic_set is not None
            else (inputs.real[0][:0], inputs.real[1][:0]))
     seed = mix_seed(cfg, cell.repeat)
@@ -93,12 +91,41 @@ def train_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path,
     })  # fmt: skip
     write_run_info(run_dir, ccfg, {"kind": "classifier", "cell": cell.name,
                                    "rank": dist.rank()})
+    return ccfg, mixed
+
+
+def train_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path,
+               progress: bool) -> dict[str, Any]:
+    """Train and test one cell's classifier; a finished run is read back instead."""
+
+    result_path = run_dir / RESULT_FILE
+    if result_path.is_file():
+        return dict(json.loads(result_path.read_text()))
+    ccfg, mixed = prepare_cell(cfg, cell, inputs, run_dir)
     metrics = train_classifier(ccfg, (mixed.train_x, mixed.train_y), (mixed.val_x, mixed.val_y),
                                inputs.data.test, inputs.data.class_names, run_dir,
                                resume=(run_dir / "checkpoints").is_dir(), progress=progress)
+    _log_cell(cell, metrics)
+    return metrics
+
+
+def train_cell_group(cfg: StudyConfig, cells: Sequence[Cell], inputs: CellInputs,
+                     study_dir: Path, progress: bool) -> None:
+    """Train several cells' classifiers at once (`classifier.group_size`); each cell's result
+    is written as soon as its classifier stops."""
+    prepared = [prepare_cell(cfg, c, inputs, study_dir / c.run_dir) for c in cells]
+    results = train_classifier_group(
+        [p[0] for p in prepared],
+        [((m.train_x, m.train_y), (m.val_x, m.val_y)) for _, m in prepared],
+        inputs.data.test, inputs.data.class_names, [study_dir / c.run_dir for c in cells],
+        progress=progress)
+    for cell, metrics in zip(cells, results, strict=True):
+        _log_cell(cell, metrics)
+
+
+def _log_cell(cell: Cell, metrics: dict[str, Any]) -> None:
     log.info("%s repeat %d: macro-F1 %.4f, accuracy %.4f", cell.name, cell.repeat,
              metrics["macro_f1"], metrics["accuracy"])
-    return metrics
 
 
 def my_share(n: int, comm: dist.Comm) -> list[int]:
@@ -108,10 +135,17 @@ def my_share(n: int, comm: dist.Comm) -> list[int]:
 
 def run_cells(cfg: StudyConfig, cells: Sequence[Cell], inputs: CellInputs, study_dir: Path,
               progress: bool, comm: dist.Comm) -> dict[str, dict[str, Any]]:
-    """Train the cells (rank r takes cells r, r + N, ...), wait for every rank, and return each
-    cell's test metrics by run directory."""
-    for i in my_share(len(cells), comm):
-        train_cell(cfg, cells[i], inputs, study_dir / cells[i].run_dir, progress)
+    """Train the cells (rank r takes cells r, r + N, ...; `classifier.group_size` of its
+    unfinished ones at once), wait for every rank, and return each cell's test metrics by run
+    directory."""
+    mine = [cells[i] for i in my_share(len(cells), comm)]
+    todo = [c for c in mine if not (study_dir / c.run_dir / RESULT_FILE).is_file()]
+    size = max(1, cfg.classifier.group_size)
+    for i in range(0, len(todo), size):
+        if size == 1:
+            train_cell(cfg, todo[i], inputs, study_dir / todo[i].run_dir, progress)
+        else:
+            train_cell_group(cfg, todo[i : i + size], inputs, study_dir, progress)
     comm.barrier()
     return {c.run_dir: dict(json.loads((study_dir / c.run_dir / RESULT_FILE).read_text()))
             for c in cells}

@@ -61,6 +61,11 @@ class StageLog:
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
         self._write()
 
+    def replace_all(self, stages: dict[str, Any]) -> None:
+        """Write `stages` as the record (e.g. with compute figures added)."""
+        self.stages = stages
+        self._write()
+
     def _write(self) -> None:
         if self.comm.is_main:
             atomic_write_json(self.path, self.stages)
@@ -108,7 +113,8 @@ def stage_ddpm(cfg: StudyConfig, study_dir: Path, base_dir: Path, stages: StageL
 
 def _ddpm_info(run_dir: Path) -> dict[str, Any]:
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    keys = ("steps", "images_seen", "images_per_second", "stop_reason", "time_capped")
+    keys = ("steps", "images_seen", "images_per_second", "stop_reason", "time_capped",
+            "precision")
     return {k: summary.get(k) for k in keys}
 
 

@@ -27,6 +27,7 @@ from synthmix.device import select_device, set_threads
 from synthmix.errors import ConfigError
 from synthmix.experiment.cells import CellInputs, real_pools, run_cells, train_cell
 from synthmix.experiment.config import StudyConfig
+from synthmix.experiment.flops import add_compute
 from synthmix.experiment.plan import Cell, StudyPlan, plan_study
 from synthmix.experiment.report import write_report
 from synthmix.experiment.results import aggregate
@@ -143,6 +144,8 @@ def run_study(
     results: dict[str, Any] = {}
     if comm.is_main:
         quality = synthetic_quality(cfg, study_dir, set_paths[0], data, plan, stages)
+        stages.replace_all(add_compute(stages.stages, cfg.classifier.model, ddpm_dirs[0],
+                                       settings))
         results = finish(cfg, study_dir, plan, metrics, sweep, quality, stages, tuning,
                          settings, ddpm_dirs, set_paths, time.perf_counter() - t0)
     comm.barrier()

@@ -18,7 +18,7 @@ from synthmix.config import ConfigError, from_dict, to_dict
 from synthmix.device import select_device, set_threads
 from synthmix.files import atomic_write_json
 from synthmix.seeding import StepRandom, seeded_init
-from synthmix.training import TrainConfig, fit
+from synthmix.training import TrainConfig, TrainResult, fit
 from synthmix.training import distributed as dist
 from synthmix.training.checkpoint import find_checkpoint, load_weights
 
@@ -42,6 +42,10 @@ class ClassifierRunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
     eval_batch_size: int = 512
+    # Cells of this recipe trained at once, stacked (runs/classifier_group.py); 1: one at a
+    # time. 1 by measurement: on a 2-core AVX2 host at 1 thread, K = 1..8 stacked trained at
+    # 0.59-0.68x the images/s of one alone (benchmarks/stacked_classifiers.py, README).
+    group_size: int = 1
     device: str = "auto"
     num_threads: int | None = None
 
@@ -127,9 +131,6 @@ def train_classifier(
     Written as RUN_DIR/<split>_metrics.json: `split` names what `test` is ("test" for the real
     test set; "validation" where a choice is made from the score, which the test set never
     steers). The run trains in this process alone, also under torchrun."""
-    from synthmix.metrics.classification import classification_metrics
-    from synthmix.plots import plot_confusion_matrix
-
     set_threads(cfg.num_threads)
     device = select_device(cfg.device)
     run_dir = Path(run_dir)
@@ -140,6 +141,24 @@ def train_classifier(
     task = ClassifierTask(cfg, val, device)
     result = fit(model, task, *train, cfg.train, run_dir, device, resume=resume, progress=progress,
                  comm=dist.LOCAL)
+    return score_run(cfg, model, result, (len(train[1]), len(val[1])), test, class_names,
+                     run_dir, split)
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "train_summary.json"
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def score_run(cfg: ClassifierRunConfig, model: nn.Module, result: TrainResult,
+              sizes: tuple[int, int], test: Tensors, class_names: tuple[str, ...],
+              run_dir: Path, split: str = "test") -> dict[str, Any]:
+    """Restore a finished run's best weights, score them once on `test` and write
+    RUN_DIR/<split>_metrics.json with the training record (`sizes`: n_train, n_val)."""
+    from synthmix.metrics.classification import classification_metrics
+    from synthmix.plots import plot_confusion_matrix
+
+    device = select_device(cfg.device)
     best = find_checkpoint(run_dir / "checkpoints" / "best")
     if best is not None:  # the study restores the best weights for testing
         load_weights(best / "model.safetensors", model)
@@ -158,12 +177,13 @@ def train_classifier(
             "images_per_second": round(result.images_per_second, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
             "split": split,
-            "n_train": len(train[1]),
-            "n_val": len(val[1]),
+            "n_train": sizes[0],
+            "n_val": sizes[1],
+            "precision": _summary(run_dir).get("precision", "fp32"),
         }
     )
     plot_confusion_matrix(
         np.asarray(metrics["confusion_matrix"]), class_names, run_dir / "confusion_matrix.png"
     )
-    atomic_write_json(result_path, metrics)
+    atomic_write_json(run_dir / f"{split}_metrics.json", metrics)
     return metrics

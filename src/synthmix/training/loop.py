@@ -34,6 +34,7 @@ from synthmix.training import distributed as dist
 from synthmix.training.checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
 from synthmix.training.ema import EMA
 from synthmix.training.metrics_log import MetricsLog
+from synthmix.training.precision import choose_amp, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,12 @@ def fit(
         raise SynthmixError(f"{len(train_x)} training images cannot be shared by "
                             f"{run.comm.world} ranks")
     run.total_steps = planned_steps(cfg, len(train_x), run.comm.world)
+    if run.comm.world == 1:  # amp auto on a bf16 CPU: measured (ranks could disagree)
+        probe_x = train_x[: cfg.batch_size]
+        probe_x = probe_x.contiguous(memory_format=torch.channels_last) \
+            if cfg.channels_last and probe_x.dim() == 4 else probe_x
+        run.amp_dtype = choose_amp(cfg.amp, device, model, task, probe_x,
+                                   train_y[: cfg.batch_size])
     while not run.should_stop():
         run.epoch(train_x, train_y)
     run.finish()
@@ -379,7 +386,8 @@ class _Run:
 
     def finish(self) -> None:
         if self.comm.is_main:
-            _write_summary(self.run_dir, self.state, self.cfg, self.comm.world)
+            _write_summary(self.run_dir, self.state, self.cfg, self.comm.world,
+                           precision_name(self.amp_dtype))
         self.metrics.close()
         self.comm.barrier()
 
@@ -425,7 +433,8 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     plot_loss_curves(history, run_dir / "loss_curve.png")
 
 
-def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig, world: int) -> None:
+def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig, world: int,
+                   precision: str = "fp32") -> None:
     capped = state.stop_reason == "max_minutes"
     atomic_write_json(
         run_dir / "train_summary.json",
@@ -444,5 +453,6 @@ def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig, world: int) -
             "images_seen": state.images,
             "images_per_second": round(state.images / max(state.elapsed, 1e-9), 2),
             "world_size": world,
+            "precision": precision,
         },
     )
