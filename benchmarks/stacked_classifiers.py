@@ -70,7 +70,8 @@ def stacked_step(cfg: Any, k: int) -> Any:
 
 def alone_step(cfg: Any) -> Any:
     """The loop's step for one classifier (channels_last), as the study trains today."""
-    model = build_classifier(cfg.model, CHANNELS, CLASSES, 0).to(memory_format=torch.channels_last)
+    model = build_classifier(cfg.model, CHANNELS, CLASSES, 0)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     opt = make_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{info['cpu']}, {args.threads} threads, load {info['load_average_1min_start']}"
           f" -> {info['load_average_1min_end']}")
     print("| case | images/s (median) | vs alone | s per cell |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['images_per_s']} | {r['vs_alone']}x | {r['seconds_per_cell']} |")
+    for row in rows:
+        print(f"| {row['case']} | {row['images_per_s']} | {row['vs_alone']}x | {row['seconds_per_cell']} |")
     args.out.write_text(json.dumps({"machine": info, "threads": args.threads, "rows": rows},
                                    indent=1))
     return 0
