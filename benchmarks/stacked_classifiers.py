@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
           f" -> {info['load_average_1min_end']}")
     print("| case | images/s (median) | vs alone | s per cell |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['case']} | {row['images_per_s']} | {row['vs_alone']}x | {row['seconds_per_cell']} |")
+        print(f"| {row['case']} | {row['images_per_s']} | {row['vs_alone']}x"
+              f" | {row['seconds_per_cell']} |")
     args.out.write_text(json.dumps({"machine": info, "threads": args.threads, "rows": rows},
                                    indent=1))
     return 0
