@@ -167,3 +167,31 @@ def test_a_study_killed_anywhere_resumes_to_the_same_results(reference, config: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _results(out) == _results(reference[0])
     assert _set_bytes(out) == _set_bytes(reference[0])
+
+
+def test_the_estimate_counts_what_the_study_did(reference, config: Path, monkeypatch,
+                                                capsys) -> None:
+    """`--estimate` with a stubbed clock (every timed call takes 1 s) gives the plan's work
+    exactly: the steps, images and classifier runs the study then really did."""
+    import synthmix.experiment.estimate as estimate
+    from synthmix.cli import main
+
+    monkeypatch.setattr(estimate, "_seconds_per_call", lambda fn, device: 1.0)
+    assert main(["experiment", str(config), "--estimate"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    # DDPM: 6 steps. Sampling: the set's 80 images and 2 tuning candidates of 40, 4 network
+    # evaluations each (DPM-Solver++ 2 steps, guided), 2 x 40 per timed call: 160 * 4 / 80 s.
+    # Classifiers: 4 runs and 2 tuning runs of 3 steps, plus 4 test-set passes: 18 + 4 s.
+    assert rows["DDPM"][2] == "0:00:06" and "6 steps of 32" in " ".join(rows["DDPM"])
+    assert rows["sampling"][1] == "0:00:08" and rows["sampling"][2:6] == ["160", "images", "x",
+                                                                        "4"]
+    assert rows["classifiers"][1] == "0:00:22" and "6 runs, at most 18 steps" in \
+        " ".join(rows["classifiers"])
+    assert rows["total"][1] == "0:00:36"
+    study = reference[0]  # what the study did
+    assert json.loads((study / "ddpm" / "train_summary.json").read_text())["steps"] == 6
+    images = [json.loads(p.read_text())["num_images"] for p in study.rglob("manifest.json")]
+    assert sum(images) == 160
+    runs = [p.parent for p in study.rglob("*_metrics.json") if p.name != "quality.json"]
+    assert len(runs) == 6 and sum(json.loads((r / "train_summary.json").read_text())["steps"]
+                                  for r in runs) == 18
