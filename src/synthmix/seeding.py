@@ -3,8 +3,9 @@
 `derive_seed` turns (base seed, stream, step, ...) into a 63-bit seed; the stream ids keep two
 uses of one base seed from sharing numbers. `StepRandom` draws a training step's numbers for the
 global batch, so one process and N DDP ranks give the same numbers to the same images.
-`seeded_init` builds a network's initial weights from a recorded seed, not from torch's global
-generator.
+`StepDropout` takes its masks from the step's StepRandom in the same way, so dropout too is a
+function of (step, global sample index). `seeded_init` builds a network's initial weights from a
+recorded seed, not from torch's global generator.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 # Stream ids for derive_seed, so no two uses of a base seed ever share random numbers.
 STREAM_ORDER, STREAM_STEP, STREAM_GLOBAL, STREAM_INIT, STREAM_MIX = 1, 2, 3, 4, 5
+STREAM_DROPOUT = 6
 
 
 def derive_seed(*parts: int) -> int:
@@ -63,3 +67,39 @@ class StepRandom:
         g = self.generator
         size = (n * self.world, *shape)
         return self._rows(torch.randint(0, high, size, generator=g, device=g.device))
+
+
+class StepDropout(nn.Module):
+    """Dropout (Srivastava et al. 2014) whose masks, inside `step_dropout`, are drawn for the
+    global batch from the step's StepRandom: image i of the global batch gets the same mask in one
+    process and in N DDP ranks. Elsewhere (no step attached) it is plain `F.dropout`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.rng: StepRandom | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.rng is None:
+            return F.dropout(x, self.p, training=True)
+        keep = self.rng.rand(x.shape[0], *x.shape[1:]).to(x.device) >= self.p  # like x
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+@contextlib.contextmanager
+def step_dropout(model: nn.Module, rng: StepRandom) -> Iterator[None]:
+    """Inside this block every StepDropout of `model` draws its masks from `rng`, in the order
+    the forward pass calls them (the same on every rank)."""
+    layers = [m for m in model.modules() if isinstance(m, StepDropout)]
+    for m in layers:
+        m.rng = rng
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.rng = None

@@ -24,6 +24,7 @@ from torch import nn
 
 from synthmix.config import from_dict
 from synthmix.errors import ConfigError
+from synthmix.seeding import StepDropout
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = nn.GroupNorm(_groups(cout, groups), cout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = StepDropout(dropout)  # masks per (step, global image) in training
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 

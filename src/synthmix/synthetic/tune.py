@@ -129,9 +129,11 @@ def tune_sampling(
                          base_seed=base_seed, seed_rule=seed_rule, batch_size=batch_size,
                          shard_size=max(batch_size, n_per_class), progress=progress,
                          rank=0, world_size=1)
-        if fresh:  # sampled whole in this call: its time is the set's sampling time
+        if fresh or not (where / "sampling.json").is_file():
+            # Sampled whole in this call, its time is the set's sampling time; a set finished
+            # after a kill has no one time (null), but the record is there as in a plain run.
             atomic_write_json(where / "sampling.json", {
-                "seconds": round(time.perf_counter() - started, 3),
+                "seconds": round(time.perf_counter() - started, 3) if fresh else None,
                 "images": n_per_class * len(data.class_names), "device": str(ddpm_device(ddpm)),
             })  # fmt: skip
         for k in range(seeds):

@@ -29,7 +29,15 @@ from synthmix.config import to_dict
 from synthmix.device import AmpMode, autocast, resolve_amp
 from synthmix.errors import SynthmixError
 from synthmix.files import atomic_write_json, atomic_write_text
-from synthmix.seeding import STREAM_GLOBAL, STREAM_ORDER, STREAM_STEP, StepRandom, derive_seed
+from synthmix.seeding import (
+    STREAM_DROPOUT,
+    STREAM_GLOBAL,
+    STREAM_ORDER,
+    STREAM_STEP,
+    StepRandom,
+    derive_seed,
+    step_dropout,
+)
 from synthmix.training import distributed as dist
 from synthmix.training.checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
 from synthmix.training.ema import EMA
@@ -167,14 +175,16 @@ def train_step(
     amp_dtype: torch.dtype | None,
     comm: dist.Comm = dist.LOCAL,
 ) -> torch.Tensor:
-    """One optimisation step; its random numbers come only from (seed, step) (and the rank for
-    layers that draw from torch's global generator, such as dropout)."""
+    """One optimisation step; its random numbers come only from (seed, step), drawn for the
+    global batch (StepRandom; StepDropout masks too), and the rank only for layers that draw
+    from torch's global generator (plain nn.Dropout, e.g. the classifier's; one rank each)."""
     device = x.device
-    torch.manual_seed(derive_seed(cfg.seed, STREAM_GLOBAL, step, comm.rank))  # dropout
+    torch.manual_seed(derive_seed(cfg.seed, STREAM_GLOBAL, step, comm.rank))
     generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, STREAM_STEP, step))
+    masks = torch.Generator(device).manual_seed(derive_seed(cfg.seed, STREAM_DROPOUT, step))
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with autocast(device, amp_dtype):
+    with autocast(device, amp_dtype), step_dropout(model, StepRandom(masks, comm.rank, comm.world)):
         loss = task.train_loss(model, x, y, StepRandom(generator, comm.rank, comm.world))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
