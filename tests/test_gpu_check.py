@@ -52,14 +52,15 @@ def test_quick_rehearsal_returns_results_and_fails_on_a_failed_stage(
     data = tmp_path / "gpu-data"
     data.mkdir()
     (data / "mnist").symlink_to(shared_datasets / "mnist")
-    proc = _run(tmp_path, data, FAIL_STAGE="estimate")
+    proc = _run(tmp_path, data, FAIL_STAGE="estimate", STAGES="env estimate mnist bench",
+                T_ENV="60", T_BENCH="120")  # limits for a loaded 2-core CI machine
     out = tmp_path / "out"
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "estimate FAILED" in proc.stdout and "injected failure" in proc.stdout
-    assert "mnist ok" in proc.stdout, proc.stdout
+    assert "mnist ok" in proc.stdout and "bench ok" in proc.stdout, proc.stdout
     check = json.loads((out / "check.json").read_text())
     assert [(s["stage"], s["status"]) for s in check["stages"]] == [
-        ("env", "ok"), ("estimate", "failed"), ("mnist", "ok")]
+        ("env", "ok"), ("estimate", "failed"), ("mnist", "ok"), ("bench", "ok")]
     assert check["failed"] == ["estimate"] and check["env"]["device_asked"] == "cpu"
     with tarfile.open(out / "gpu-mnist-first-window.tgz") as tar:
         names = set(tar.getnames())
@@ -71,5 +72,8 @@ def test_quick_rehearsal_returns_results_and_fails_on_a_failed_stage(
     assert results["table"] and (out / "gpu-mnist-first-window-report.md").is_file()
     assert manifest["environment"]["precision"] == "fp32"  # no autocast on the CPU
     assert "=== rc=3" in (out / "log.txt").read_text()
+    bench = json.loads((out / "bench-classifier.json").read_text())["classifier"]
+    assert [(r["study"], r["preset"], r["batch"]) for r in bench] == [
+        ("gpu-mnist-first-window", "tiny", 32)]  # the study's classifier at the study's batch
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and not any(p.name.endswith(".part") for p in files)
