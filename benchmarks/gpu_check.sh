@@ -51,13 +51,13 @@
 # estimate mnist"), DATA (gpu-data), WORK (gpu-work), T_<STAGE> (seconds, a stage's limit),
 # FAIL_STAGE (a stage made to fail: tests the failure path), PY (python3).
 #
-# WHAT COMES BACK in $OUT (7 files at most): log.txt (everything, as it runs), check.json (the
-# machine, each stage's status, seconds and limit, the overrides), <study>.tgz (the study folder
-# without weights or shards: results.json, stages.json, report.md, plan, figures, manifests,
-# every run's metrics) and <study>-report.md for each study, noise-speed.json,
-# bench-classifier.json. Each is rewritten after every stage and every 45 s during a study,
-# so a timeout loses at most the last 45 s. The exit status is 1 when any stage failed or ran
-# out of time; the last lines of each failed stage's log are printed.
+# WHAT COMES BACK in $OUT (6 files at most a call): log.txt (everything, as it runs),
+# check.json (the machine, each stage's status, seconds and limit, the overrides), for each
+# study the call ran <study>.tgz (its folder without weights or shards: results.json,
+# stages.json, report.md, plan, figures, manifests, every run's metrics) and <study>-report.md,
+# noise-speed.json, bench-classifier.json. Each is rewritten after every stage and every 45 s
+# during a study, so a timeout loses at most the last 45 s. The exit status is 1 when any stage
+# failed or ran out of time; the last lines of each failed stage's log are printed.
 set -u -f  # -f: no globbing, so overrides such as tune.guidance_scales=[1.0] pass as written
 set -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -147,8 +147,12 @@ stop_packer() {
   [ -n "$PACKER" ] || return 0
   kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null; PACKER=""
 }
+STUDIES=""  # the studies this call worked on: only they are packed (8 files come back at most)
 finish() {  # also on a signal: what was measured comes back
-  stop_packer; pack "$MNIST_STUDY"; pack "$CIFAR_STUDY"; record
+  local s
+  stop_packer
+  for s in $STUDIES; do pack "$s"; done
+  record
 }
 trap finish EXIT
 trap 'exit 143' TERM INT
@@ -160,6 +164,7 @@ run_stage() {  # NAME LIMIT_S STUDY_OR_- COMMAND...: run under a limit, log, rec
   say "$(date +%T) $name (limit ${limit} s)"
   echo "=== $(date +%T) $name (limit ${limit} s): $*" >> "$LOG"
   if [ "$study" != - ]; then  # TERM ends it between two packs, never inside one
+    STUDIES="$STUDIES $study"
     ( trap 'kill $! 2>/dev/null; exit 0' TERM; while :; do sleep 45 & wait $!; pack "$study"
       done ) & PACKER=$!
   fi
