@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench.py [--quick] [--out results.json]
         [--presets cpu paper] [--parts train sample classifier e2e] [--threads N] [--compile]
+        [--study CONFIG [--set KEY=VALUE ...]]   # the classifier part: a study's classifier
 
 Prints markdown tables and writes JSON (with the machine it ran on). See benchmarks/README.md
 for what each number means and how the diffusers model is matched. Needs `pip install .[bench]`.
@@ -36,6 +37,7 @@ from training import (  # noqa: E402
     ddpm_case,
     match_check,
     measure_group,
+    study_classifier_case,
 )
 
 from synthmix.files import atomic_write_json  # noqa: E402
@@ -126,6 +128,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training precision as synthmix picks it (auto: fp32 on CPU, bf16 CUDA)",
     )
     p.add_argument(
+        "--study",
+        default=None,
+        help="classifier part: time this study config's classifier (its network, recipe and "
+        "batch, on its training images) instead of the tiny/small presets at batch 128",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of --study's config (repeatable), as `synthmix experiment` does",
+    )
+    p.add_argument(
         "--studies",
         nargs="+",
         default=[str(ROOT / "studies" / "*" / "stages.json"), "studies/*/stages.json"],
@@ -202,12 +218,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["sampling_overhead"] = overhead_rows(plan["sample"].batch, device)
         part_done("sample")
     if "classifier" in args.parts:
-        cases = [
-            classifier_case(p, s, plan["classifier"], device, args.amp, args.compile)
-            for p in CLASSIFIER_PRESETS
-            for s in CLASSIFIER_SHAPES
-        ]
-        result["classifier"] = measure_group(cases, plan["classifier"], device)
+        if args.study:
+            case, cplan = study_classifier_case(
+                args.study, args.overrides, plan["classifier"], device, args.compile
+            )
+            result["settings"]["plans"]["classifier"] = cplan.__dict__
+            result["classifier"] = measure_group([case], cplan, device)
+        else:
+            cases = [
+                classifier_case(p, s, plan["classifier"], device, args.amp, args.compile)
+                for p in CLASSIFIER_PRESETS
+                for s in CLASSIFIER_SHAPES
+            ]
+            result["classifier"] = measure_group(cases, plan["classifier"], device)
         part_done("classifier")
     if "e2e" in args.parts:
         result["end_to_end"] = end_to_end(args.studies)

@@ -116,8 +116,10 @@ def step_fn(
     device: torch.device,
     compile_model: bool,
     ema_decay: float | None,
+    pool: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Callable[[], None]:
-    """A closure running one full training step of `model` as synthmix's loop does."""
+    """A closure running one full training step of `model` as synthmix's loop does, on batches
+    of `pool` (default: random images of `shape`)."""
     model.to(device).train()
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -126,7 +128,7 @@ def step_fn(
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = EMA(model, ema_decay) if ema_decay is not None else None
     train_model: Any = torch.compile(model) if compile_model else model
-    pool_x, pool_y = _data(shape, batch, device)
+    pool_x, pool_y = pool if pool is not None else _data(shape, batch, device)
     order = torch.randperm(len(pool_x), generator=torch.Generator().manual_seed(1)).to(device)
     state = {"step": 0}
 
@@ -262,6 +264,34 @@ def classifier_case(
         return fn, count_params(model)
 
     return Case({"preset": preset, "shape": list(shape)}, build)
+
+
+def study_classifier_case(
+    config: str, overrides: list[str], plan: Plan, device: torch.device, compile_model: bool
+) -> tuple[Case, Plan]:
+    """The classifier of a study config as its cells train it: its network, its whole recipe
+    (optimiser, precision, memory format, augmentation, label smoothing) and its batch, on the
+    study's real training images."""
+    from synthmix.config import load_config
+    from synthmix.experiment.config import StudyConfig
+    from synthmix.runs.classifier import ClassifierTask, build_classifier
+    from synthmix.runs.common import prepare_data
+
+    cfg = load_config(StudyConfig, config, overrides)
+    ccfg, batch = cfg.classifier, cfg.classifier.train.batch_size
+    data = prepare_data(cfg.data)
+    x, y = (t[: 4 * batch].to(device) for t in data.classifier_train)  # (N, C, H, W), (N,)
+    shape = tuple(x.shape[1:])
+    task = ClassifierTask(ccfg, (x[:0], y[:0]), device)
+
+    def build() -> tuple[Callable[[], None], int]:
+        model = build_classifier(ccfg.model, shape[0], len(data.class_names), ccfg.train.seed)
+        fn = step_fn(model, task, ccfg.train, shape, batch, device, compile_model, None, (x, y))
+        return fn, count_params(model)
+
+    meta = {"preset": ccfg.model.get("preset", "custom"), "shape": list(shape),
+            "study": cfg.name, "amp": ccfg.train.amp, "optimizer": ccfg.train.optimizer}
+    return Case(meta, build), Plan(batch, plan.warmup, plan.windows, plan.calls)
 
 
 def match_check(preset: str, shape: tuple[int, int, int]) -> dict[str, Any]:

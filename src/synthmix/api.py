@@ -27,7 +27,12 @@ from synthmix.errors import ConfigError
 from synthmix.experiment import study as _study
 from synthmix.experiment.config import StudyConfig
 from synthmix.runs.ddpm import TrainedDDPM, load_ddpm
-from synthmix.synthetic.generate import make_diffusion_sample_fn, plan_generation, sample_from_ddpm
+from synthmix.synthetic.generate import (
+    make_diffusion_sample_fn,
+    plan_generation,
+    sample_from_ddpm,
+    sampling_dtype,
+)
 
 SETTING_NAMES = tuple(f.name for f in fields(SamplerSettings))
 
@@ -101,7 +106,7 @@ class Run:
         if batch < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch}")
         sample_fn = make_diffusion_sample_fn(self.ddpm.model, self.ddpm.schedule, settings,
-                                             self.device)
+                                             self.device, amp_dtype=sampling_dtype(self.device))
         parts = [rows[lo : lo + batch] for lo in range(0, len(rows), batch)]
         images = []
         for part in tqdm(parts, unit="batch", desc="sampling", disable=not progress):

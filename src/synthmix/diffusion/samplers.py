@@ -57,10 +57,12 @@ def guided_eps(
     null_label: int,
 ) -> torch.Tensor:
     """Classifier-free guided noise prediction; both passes share one batched forward."""
+    # .float(): under autocast the network answers in bf16; guidance and the update stay fp32.
     if guidance_scale == 0:
-        return model(x_t, t, y)
+        return model(x_t, t, y).float()
     null = torch.full_like(y, null_label)
     eps = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, C, H, W)
+    eps = eps.float()
     eps_cond, eps_uncond = eps.chunk(2)
     # eps_hat = (1 + w) eps(x_t, y) - w eps(x_t, null)  (SPEC section 2; Ho & Salimans 2022 eq. 6)
     return (1 + guidance_scale) * eps_cond - guidance_scale * eps_uncond

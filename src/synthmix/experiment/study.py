@@ -240,7 +240,7 @@ def synthetic_quality(cfg: StudyConfig, study_dir: Path, set_path: Path, data: P
 
         run_dir = study_dir / plan.run_dir_of(ref)
         net = load_feature_classifier(run_dir, cfg.classifier, data.test[0].shape[1],
-                                      len(data.class_names))
+                                      len(data.class_names)).to(select_device(cfg.device))
         syn = read_synthetic_set(set_path)
         half_a = Reference(to_uint8_images(data.diffusion_train[0]),
                            data.diffusion_train[1].numpy(), "the DDPM's training images")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from synthmix.data import to_uint8_images
+from synthmix.device import autocast, resolve_amp
 from synthmix.diffusion.noise import make_noise
 from synthmix.diffusion.settings import (
     DEFAULT_SAMPLING,
@@ -124,6 +125,20 @@ def generation_record(seed_rule: int, num_shards: int) -> dict[str, Any]:
             "seed_rule_version": seed_rule, "order": ORDER_RULE, "num_shards": num_shards}
 
 
+def sampling_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The U-Net's autocast dtype when sampling: bf16 on CUDA (fp16 where the GPU lacks bf16),
+    where fp32 convolutions are several times slower; fp32 on the CPU (no native bf16 here)."""
+    device = torch.device(device)
+    return resolve_amp("auto", device) if device.type == "cuda" else None
+
+
+def precision_label(dtype: torch.dtype | None) -> str:
+    """How a manifest names the sampling precision."""
+    if dtype is None:
+        return "fp32"
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def make_diffusion_sample_fn(
     model: torch.nn.Module,
     schedule: Any,
@@ -131,11 +146,13 @@ def make_diffusion_sample_fn(
     device: torch.device | str,
     seed_rule: int = DEFAULT_SEED_RULE,
     compile_batch: int | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> SampleFn:
     """A `sample_fn` running `synthmix.diffusion.samplers.sample` with per-image noise.
 
     `compile_batch`: torch.compile the network once for batches of this many images (smaller
-    batches are padded to it); the first batch then pays the compile time."""
+    batches are padded to it); the first batch then pays the compile time. `amp_dtype`: the
+    network runs under autocast to it (`sampling_dtype`); the sampler's update stays fp32."""
     from synthmix.diffusion.samplers import sample
 
     net = model
@@ -146,7 +163,7 @@ def make_diffusion_sample_fn(
 
     def sample_fn(labels: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         noise = make_noise(seeds, device, seed_rule)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(torch.device(device), amp_dtype):
             x0 = sample(settings.sampler, net, schedule, labels.to(device), noise,
                         **settings.sampler_kwargs())  # (B, C, H, W)
         return x0.float().cpu()
@@ -205,6 +222,7 @@ def sample_from_ddpm(
     Under torchrun the ranks share the shards; `rank=0, world_size=1` samples the whole set in
     this process alone."""
     device = next(ddpm.model.parameters()).device
+    amp_dtype = sampling_dtype(device)
     provenance = {
         "checkpoint_sha256": checkpoint_sha256 or sha256_file(ddpm.weights_file),
         "checkpoint": str(ddpm.weights_file),
@@ -212,13 +230,15 @@ def sample_from_ddpm(
         **sampling_provenance(settings, ddpm.schedule.T, base_seed, seed_rule),
     }
     fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, device, seed_rule,
-                                  compile_batch=batch_size if compile_model else None)
+                                  compile_batch=batch_size if compile_model else None,
+                                  amp_dtype=amp_dtype)
     return generate_synthetic_set(
         out_dir, sample_fn=wrap(fn) if wrap else fn, class_names=ddpm.class_names,
         n_per_class=[n_per_class] * len(ddpm.class_names), image_shape=ddpm.image_shape,
         base_seed=base_seed, provenance=provenance, shard_size=shard_size,
         batch_size=batch_size, progress=progress, seed_rule=seed_rule,
-        environment={"device": device.type, "torch": torch.__version__},
+        environment={"device": device.type, "torch": torch.__version__,
+                     "precision": precision_label(amp_dtype)},
         rank=rank, world_size=world_size,
     )  # fmt: skip
 
