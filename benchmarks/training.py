@@ -281,7 +281,8 @@ def study_classifier_case(
     ccfg, batch = cfg.classifier, cfg.classifier.train.batch_size
     data = prepare_data(cfg.data)
     x, y = (t[: 4 * batch].to(device) for t in data.classifier_train)  # (N, C, H, W), (N,)
-    shape = tuple(x.shape[1:])
+    c, h, w = x.shape[1:]
+    shape = (int(c), int(h), int(w))
     task = ClassifierTask(ccfg, (x[:0], y[:0]), device)
 
     def build() -> tuple[Callable[[], None], int]:
