@@ -53,7 +53,7 @@ def test_worth_for_a_ddpm_and_a_set(tiny_ddpm: Path, tmp_path: Path, capsys) -> 
     assert [p["size"] for p in worth["real_only"]] == sorted(p["size"] for p in worth["real_only"])
     assert len(worth["real_only"]) == 2 and len(worth["real_plus_synthetic"]) == 2
     assert worth["synthetic_only"][0]["size"] == 60
-    assert worth["answer"].startswith("60 synthetic images are worth ")
+    assert worth["answer"].startswith("60 synthetic images (54 trained on, 6 held out): ")
     assert results["table"] == [] and results["sampling"]["settings"]["sampler"] == "dpmpp"
     report = (out / "report.md").read_text()
     assert "What the synthetic data is worth" in report and "worth.png" in report

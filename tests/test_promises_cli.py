@@ -49,7 +49,8 @@ quality: {enabled: false}
 # Wall times, throughputs, dates, this machine's paths and how many cells the last process
 # trained differ between runs by design; nothing else may.
 VOLATILE = {"seconds", "finished", "skipped_at", "images_per_second", "train_seconds",
-            "train_seconds_by_group", "wall_seconds", "trained_now"}
+            "train_seconds_by_group", "wall_seconds", "trained_now", "achieved_gflops",
+            "share_of_peak"}
 
 # A child that runs the CLI like `python -m synthmix` but SIGKILLs itself the moment the n-th
 # file or folder matching a pattern appears (atomic writes end in os.replace, checkpoint folders
@@ -181,17 +182,18 @@ def test_the_estimate_counts_what_the_study_did(reference, config: Path, monkeyp
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     # DDPM: 6 steps. Sampling: the set's 80 images and 2 tuning candidates of 40, 4 network
     # evaluations each (DPM-Solver++ 2 steps, guided), 2 x 40 per timed call: 160 * 4 / 80 s.
-    # Classifiers: 4 runs and 2 tuning runs of 3 steps, plus 4 test-set passes: 18 + 4 s.
+    # Classifiers: 4 runs and 2 tuning candidates x 2 classifier seeds of 3 steps, plus 4
+    # test-set passes: 24 + 4 s.
     assert rows["DDPM"][2] == "0:00:06" and "6 steps of 32" in " ".join(rows["DDPM"])
     assert rows["sampling"][1] == "0:00:08" and rows["sampling"][2:6] == ["160", "images", "x",
                                                                         "4"]
-    assert rows["classifiers"][1] == "0:00:22" and "6 runs, at most 18 steps" in \
+    assert rows["classifiers"][1] == "0:00:28" and "8 runs, at most 24 steps" in \
         " ".join(rows["classifiers"])
-    assert rows["total"][1] == "0:00:36"
+    assert rows["total"][1] == "0:00:42"
     study = reference[0]  # what the study did
     assert json.loads((study / "ddpm" / "train_summary.json").read_text())["steps"] == 6
     images = [json.loads(p.read_text())["num_images"] for p in study.rglob("manifest.json")]
     assert sum(images) == 160
     runs = [p.parent for p in study.rglob("*_metrics.json") if p.name != "quality.json"]
-    assert len(runs) == 6 and sum(json.loads((r / "train_summary.json").read_text())["steps"]
-                                  for r in runs) == 18
+    assert len(runs) == 8 and sum(json.loads((r / "train_summary.json").read_text())["steps"]
+                                  for r in runs) == 24
