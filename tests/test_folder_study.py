@@ -115,7 +115,7 @@ def test_rerun_reuses_the_sizes_and_resumes(study: Path, folder: Path,
     caplog.set_level(logging.INFO)
     sets = [x for kv in TINY for x in ("--set", kv)]
     assert main(["experiment", "--data", f"imagefolder:{folder}", "--study-dir", str(study),
-                 "--no-progress", *sets]) == 0  # a budget now: re-measuring would differ
+                 "--no-progress", *sets]) == 0  # the saved sizes, not new ones
     assert "sizes: reused" in caplog.text
     assert "stage ddpm: finished earlier, skipped" in caplog.text
 
@@ -157,6 +157,34 @@ def test_time_budget_lowers_sizes_but_never_explicit_values() -> None:
     assert mine.config.seeds == 5 and mine.config.ddpm.overrides["train"]["max_steps"] == 777
     assert {c.key: c.source for c in mine.choices}["ddpm.overrides.train.max_steps"] == "you"
     assert mine.config.ddpm.overrides["train"]["warmup_steps"] == 77  # follows your steps
+
+
+def test_the_default_sizes_follow_the_data_not_this_machine(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Without --budget-minutes a slow machine changes no size (same command, same study); it
+    only hears that the estimate is long and how to fit it."""
+    import synthmix.experiment.estimate as estimate
+
+    real_estimate = estimate.estimate_study
+
+    def slow(cfg, base_dir):  # type: ignore[no-untyped-def]
+        est = real_estimate(cfg, base_dir)
+        return {**est, "total_seconds": 3600.0}
+
+    monkeypatch.setattr(estimate, "estimate_study", slow)
+    assert main(["experiment", "--data", f"imagefolder:{folder}", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    rules = {c.key: c.value for c in size_study(_facts_of(folder), {}, budget_minutes=0).choices}
+    assert f"ddpm.overrides.train.max_steps = {rules['ddpm.overrides.train.max_steps']}:" in out
+    assert f"synthetic.n_per_class = {rules['synthetic.n_per_class']}:" in out
+    assert "lowered" not in out and "--budget-minutes 15 lowers the sizes" in out
+
+
+def _facts_of(folder: Path) -> DataFacts:
+    from synthmix.commands.sized import _facts
+
+    return _facts(f"imagefolder:{folder}", None)
 
 
 def _break(root: Path, damage: str) -> str:

@@ -32,12 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="size the whole study from this data set, e.g. imagefolder:PATH (a folder of "
         "train/<class>/* and test/<class>/*): image size, DDPM network and steps, synthetic "
         "images per class, epochs, learning-curve points and repeats follow written rules "
-        "and a time budget; the plan, its sizes with their rules, and the estimate are "
-        "printed before training and stated in plan.json and the report",
+        "(and, with --budget-minutes, this machine's speed); the plan, its sizes with their "
+        "rules, and the estimate are printed before training and stated in plan.json and "
+        "the report",
     )
     e.add_argument("--budget-minutes", type=float, default=None,
-                   help="with --data: the wall time the sizes aim at on this machine "
-                        "(default 15; 0: the rules alone, nothing measured)")
+                   help="with --data: lower the sizes until this machine's measured "
+                        "estimate fits this many minutes (default: the data's rules alone, "
+                        "the same sizes on any machine)")
     e.add_argument("--study-dir", help="output directory (default studies/<name>)")
     e.add_argument(
         "--set",

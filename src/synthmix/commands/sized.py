@@ -62,7 +62,9 @@ def run_sized(args: argparse.Namespace) -> int:
     facts = _facts(args.data, (user.get("data") or {}).get("data_dir"))
     out = Path(args.study_dir or f"studies/{user.get('name') or folder_study_name(args.data)}")
     saved = None if args.estimate else _saved_sizing(out)
-    budget = DEFAULT_BUDGET_MINUTES if args.budget_minutes is None else args.budget_minutes
+    # The data alone sizes the study, so the same command gives the same study on any machine;
+    # fitting the sizes to this machine's measured speed is asked for with --budget-minutes.
+    budget = args.budget_minutes or 0.0
     if saved:
         log.info("sizes: reused from %s (a re-run resumes the same study)", out / "plan.json")
         sizing = resume_sizing(saved, facts, user)
@@ -77,6 +79,11 @@ def run_sized(args: argparse.Namespace) -> int:
         sizing.warnings.append(
             f"the estimate ({over:.0f} min) is over the {budget:g}-minute budget: sizes at "
             "their floors, or values you set, do not fit it on this machine (busy or slow?)")
+    elif not saved and budget == 0 and over > 1.2 * DEFAULT_BUDGET_MINUTES:
+        sizing.warnings.append(
+            f"the estimate here is {over:.0f} min (the rules aim at about "
+            f"{DEFAULT_BUDGET_MINUTES:g} for a few hundred images per class): "
+            f"--budget-minutes {DEFAULT_BUDGET_MINUTES:g} lowers the sizes to fit this machine")
     plan = est["plan"]
     print("\n".join(format_sizing(sizing)))
     print(f"plan: {plan['n_real_pool']} real training images in the classifier half "

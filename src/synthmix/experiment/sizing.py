@@ -14,11 +14,12 @@ The rules, written once here and stated beside each size in plan.json and the re
   CLASSIFIER_EPOCHS epochs with early stopping;
 - learning curve: the real fractions that keep at least 5 images of the smallest class;
 - repeats: REPEATS.
-Then a time budget (default 15 minutes) is split between the stages (BUDGET_SHARES), and the
-DDPM steps, the synthetic images per class and the classifier epochs are lowered to fit it
-at the rates measured here by the estimator. The config records the resulting steps, images
-and epochs, never minutes, so the same config trains the same models on any machine. A value
-given in the user's YAML or with --set is never changed.
+These rules depend on the data alone, so the same command sizes the same study on any machine.
+Only when asked (`--budget-minutes M`) is a time budget split between the stages
+(BUDGET_SHARES), and the DDPM steps, the synthetic images per class and the classifier epochs
+lowered to fit it at the rates measured here by the estimator. Either way the config records
+steps, images and epochs, never minutes, so the same study.yaml trains the same models on any
+machine. A value given in the user's YAML or with --set is never changed.
 """
 
 from __future__ import annotations
