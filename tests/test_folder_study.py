@@ -103,6 +103,7 @@ def test_report_opens_with_the_answer_then_the_warnings(study: Path) -> None:
     order = [report.index(h) for h in ("## The answer", "## Read the answer with these",
                                        "## What was run", "## Sizes chosen from the data")]
     assert order == sorted(order)
+    assert "by written rules alone (no time budget was asked for" in report
     assert "Warning: very few training images (under 50) in class 'big cat' (32)" in report
     assert "macro-F1 (each class counts equally)" in report
     results = json.loads((study / "results.json").read_text())

@@ -77,9 +77,13 @@ def sizing_section(study_dir: Path) -> list[Block]:
     choices = sizing.get("choices") or []
     if not choices:
         return []
+    lowered = any(c.get("source") == "time budget" for c in choices)
+    how = ("then lowered those marked 'time budget' to fit --budget-minutes at the rates it "
+           "measured on this machine" if lowered else
+           "by written rules alone (no time budget was asked for, so the same command sizes "
+           "the same study on any machine)")
     out: list[Block] = [Heading("Sizes chosen from the data"), Para(
-        "synthmix experiment --data chose these from the data's counts and image sizes, "
-        "then lowered some to fit its time budget at the rates it measured ('time budget'); "
+        f"synthmix experiment --data chose these from the data's counts and image sizes, {how}; "
         "'you' marks a value you set, which always wins. The study's config (Provenance) "
         "records steps, images and epochs, never minutes, so it trains the same models on "
         "any machine.")]

@@ -27,7 +27,8 @@ def worth_sentence(e: dict[str, Any]) -> str:
     what, est, ci, reps = _synthetic_words(e), e["estimate"], e["ci"], _reps(e["n"])
     if est["bound"] == "above":
         return (f"{what} are worth more than all {est['limit']:,} real images tried ({reps}): "
-                "a classifier trained on them alone beats one trained on all the real data.")
+                "in every repeat the classifier trained on them alone scored above the whole "
+                "real-only curve (whether clearly, the paired difference to all real data says).")
     if est["bound"] == "below":
         return (f"{what} are worth fewer real images than the smallest real subset tried "
                 f"({est['limit']:,} real images; {reps}).")
