@@ -65,7 +65,11 @@ cp "$STUDY/run.json" "$P-run.json"
 for pair in quality/nearest_neighbours.png:nearest-neighbours figures/worth.png:worth \
             figures/table6_bar.png:table6 ddpm/samples/final.png:ddpm-grid \
             quality/samples_per_class.png:synthetic-grid; do
-  [ -f "$STUDY/${pair%%:*}" ] && cp "$STUDY/${pair%%:*}" "$P-${pair##*:}.png"
+  if [ -f "$STUDY/${pair%%:*}" ]; then
+    cp "$STUDY/${pair%%:*}" "$P-${pair##*:}.png"
+    # the published report shows the published copies
+    sed -i "s|](${pair%%:*})|]($(basename "$P")-${pair##*:}.png)|" "$P-report.md"
+  fi
 done
 $PY - "$P-command.json" "$SECONDS_TAKEN" "$LOAD_BEFORE" "$LOAD_AFTER" "$DATA" <<'EOF'
 import json, subprocess, sys
@@ -76,6 +80,8 @@ json.dump({"command": f"synthmix experiment --data imagefolder:{data}",
            "script": "bash benchmarks/folder_example.sh",
            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
                                     text=True).stdout.strip(),
+           "tree_clean": not subprocess.run(["git", "status", "--porcelain", "--", "src"],
+                                            capture_output=True, text=True).stdout.strip(),
            "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "wall_seconds": int(seconds), "loadavg_before": before, "loadavg_after": after},
           open(out, "w"), indent=2)
