@@ -5,7 +5,7 @@
 #   synthmix experiment --data imagefolder:$WORK/cifar4-300 --study-dir $WORK/study
 #
 # then its report, results, plan (every size and its rule), stages and run record copied into
-# benchmarks/results/cpu-2core-folder-cifar4-300pc*. Run it alone on the machine (about 15
+# benchmarks/results/cpu-2core-folder-cifar4-300*. Run it alone on the machine (about 15
 # minutes on 2 cores is the target; `--estimate` first says how long here):
 #
 #   bash benchmarks/folder_example.sh            # the full example
