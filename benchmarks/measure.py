@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from synthmix.device import cpu_model
+
 
 def sync(device: torch.device) -> None:
     """Wait for queued device work, so a timer measures it (no-op on the CPU)."""
@@ -114,17 +116,6 @@ def interleaved_windows(
             sync(device)
             out.append(items * calls_per_window / (time.perf_counter() - t0))
     return rates
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:
