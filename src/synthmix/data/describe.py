@@ -8,16 +8,13 @@ folders whose images differ in size or mode, which the loader only takes with `i
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from synthmix.data.archive import is_tar_path, iter_tar_members
-from synthmix.data.images import EIGHT_BIT_MODES, GREY_MODES, MAX_PIXELS, is_image_name
+from synthmix.data.images import EIGHT_BIT_MODES, GREY_MODES, is_image_name, open_image
 from synthmix.errors import DataError
 
 SPLITS = ("train", "test")
@@ -119,17 +116,8 @@ def _skip_reason(rel: tuple[str, ...]) -> str | None:
 
 def _probe(data: bytes, where: str) -> tuple[tuple[int, int], str]:
     """(width, height), mode of one image file, decoded fully so that a broken file is found."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise DataError(f"image of {im.width}x{im.height} pixels is implausibly large",
-                                path=where)
-            im.load()
-            return (im.width, im.height), im.mode
-    except DataError:
-        raise
-    except Exception as e:  # PIL raises many types for broken files
-        raise DataError(f"unreadable image ({e or type(e).__name__})", path=where) from e
+    with open_image(data, where) as im:
+        return (im.width, im.height), im.mode
 
 
 def describe_folder(source: str | Path) -> FolderSummary:

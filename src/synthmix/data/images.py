@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -21,29 +23,36 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 for colour.
-
-    Alpha is dropped (not composited); palette images count as colour.
-    """
+@contextlib.contextmanager
+def open_image(data: bytes, where: str) -> Iterator[Image.Image]:
+    """One image file, size-checked and fully decoded (so a broken file is found); any failure
+    inside the block is one DataError naming `where`."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > MAX_PIXELS:
                 raise DataError(f"image of {im.width}x{im.height} pixels is implausibly large",
                                 path=where)
             im.load()
-            if im.mode not in EIGHT_BIT_MODES:
-                raise DataError(
-                    f"{im.mode} images (16-bit or float) are not supported; "
-                    "convert them to 8-bit",
-                    path=where,
-                )
-            target = "L" if im.mode in GREY_MODES else "RGB"
-            array = np.asarray(im if im.mode == target else im.convert(target), dtype=np.uint8)
+            yield im
     except DataError:
         raise
     except Exception as e:  # PIL raises many types for broken files
         raise DataError(f"unreadable image ({e or type(e).__name__})", path=where) from e
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 for colour.
+
+    Alpha is dropped (not composited); palette images count as colour.
+    """
+    with open_image(data, where) as im:
+        if im.mode not in EIGHT_BIT_MODES:
+            raise DataError(
+                f"{im.mode} images (16-bit or float) are not supported; convert them to 8-bit",
+                path=where,
+            )
+        target = "L" if im.mode in GREY_MODES else "RGB"
+        array = np.asarray(im if im.mode == target else im.convert(target), dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array  # (H, W, C)
 
 
