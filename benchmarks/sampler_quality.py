@@ -127,10 +127,10 @@ def run_sampler_quality(
     thresholding: Sequence[str] = ("none",), n_per_class: int = 100, seeds: int = 2,
     base_seed: int = 0, classifier_preset: str = "tiny", max_epochs: int = 15,
     patience: int = 3, batch_size: int | None = None, device: str = "auto",
-    progress: bool = True,
+    progress: bool = True, which: str = "best",
 ) -> dict[str, Any]:
     """Sample and score every candidate, write OUT/sampler_quality.json and .png; returns what
-    the JSON holds."""
+    the JSON holds. `which`: the DDPM checkpoint sampled from (`load_ddpm`)."""
     from synthmix.config import to_dict
     from synthmix.device import select_device
     from synthmix.files import atomic_write_json, sha256_file
@@ -143,7 +143,7 @@ def run_sampler_quality(
     if n_per_class < 2 or seeds < 1:
         raise ConfigError("--n-per-class must be >= 2 and --seeds >= 1")
     start = time.perf_counter()
-    ddpm = load_ddpm(Path(run_dir), device=select_device(device))
+    ddpm = load_ddpm(Path(run_dir), which=which, device=select_device(device))
     T = ddpm.schedule.T
     specs = parse_configs(configs, T)
     ccfg = cas_classifier_config(classifier_preset, max_epochs, patience, device)
@@ -167,7 +167,8 @@ def run_sampler_quality(
     best = cheapest_within(rows, reference)
     result = {
         "scored_on": "the classifier half's validation split (never the test set)",
-        "ddpm_run": str(Path(run_dir).resolve()), "checkpoint_sha256": sha256_file(
+        "ddpm_run": str(Path(run_dir).resolve()), "checkpoint": which,
+        "checkpoint_sha256": sha256_file(
             ddpm.weights_file), "T": T, "n_per_class": n_per_class,
         "num_images": n_per_class * len(data.class_names), "base_seed": base_seed,
         "real_data": to_dict(data_cfg), "n_validation": len(data.classifier_val[1]),

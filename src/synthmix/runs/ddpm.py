@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from synthmix.runs.common import DataConfig, prepare_data, write_run_info
 from synthmix.seeding import StepRandom, derive_seed, seeded_init
 from synthmix.training import TrainConfig, fit
 from synthmix.training import distributed as dist
-from synthmix.training.checkpoint import find_checkpoint, load_weights
+from synthmix.training.checkpoint import find_checkpoint, load_weights, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class DDPMConfig:
     min_snr_gamma: float = 5.0
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    # The weights sampled from (EMA when on) also kept at the end of these epochs, as
+    # checkpoints/epoch-NNNN/: quality against training time from one run
+    # (benchmarks/ddpm_time_to_quality.py; `load_ddpm(run, which="epoch-0012")`).
+    snapshot_epochs: list[int] = field(default_factory=list)
     device: str = "auto"
     num_threads: int | None = None
 
@@ -119,9 +123,14 @@ class DDPMTask:
         return total / max(n, 1)
 
     def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        if epoch in self.cfg.snapshot_epochs:
+            name = snapshot_name(epoch)
+            save_checkpoint(run_dir / "checkpoints" / name, model, meta={"epoch": epoch})
+            record["snapshot"] = f"checkpoints/{name}"
         every = self.cfg.sample.grid_every_epochs
         if epoch != 1 and not (every and epoch % every == 0):
-            return {}
+            return record
         save_sample_grid(
             model,
             self.schedule,
@@ -131,7 +140,12 @@ class DDPMTask:
             f"epoch {epoch}",
             self.device,
         )
-        return {"sample_grid": f"samples/epoch-{epoch:04d}.png"}
+        return {**record, "sample_grid": f"samples/epoch-{epoch:04d}.png"}
+
+
+def snapshot_name(epoch: int) -> str:
+    """The checkpoint folder of the weights kept at the end of `epoch` (`snapshot_epochs`)."""
+    return f"epoch-{epoch:04d}"
 
 
 def save_sample_grid(
@@ -224,11 +238,14 @@ class TrainedDDPM:
 
 def load_ddpm(
     run_dir: Path,
-    which: Literal["best", "last"] = "best",
+    which: str = "best",
     use_ema: bool = True,
     device: torch.device | None = None,
 ) -> TrainedDDPM:
-    """Rebuild a trained DDPM from its run directory (config + safetensors weights)."""
+    """Rebuild a trained DDPM from its run directory (config + safetensors weights).
+
+    `which`: the "best" (lowest validation loss) or "last" checkpoint, or a snapshot kept by
+    `snapshot_epochs` ("epoch-0012", see `snapshot_name`)."""
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
     if not info_path.is_file():
