@@ -33,7 +33,7 @@ from synthmix.experiment.config import StudyConfig  # noqa: E402
 from synthmix.runs.classifier import ClassifierTask, augment, build_classifier  # noqa: E402
 from synthmix.runs.classifier_group import Member, _Stack  # noqa: E402
 from synthmix.seeding import StepRandom  # noqa: E402
-from synthmix.training.loop import _State, make_optimizer, train_step  # noqa: E402
+from synthmix.training.loop import State, make_optimizer, train_step  # noqa: E402
 
 STUDY = HERE.parent / "configs" / "cpu" / "mnist.yaml"
 SIZE, CHANNELS, CLASSES = 16, 1, 10  # the MNIST cpu study's images
@@ -56,7 +56,7 @@ def stacked_step(cfg: Any, k: int) -> Any:
     cpu = torch.device("cpu")
     members = [Member(build_classifier(cfg.model, CHANNELS, CLASSES, i),
                       ClassifierTask(cfg, fake_data(64, 100 + i), cpu), fake_data(640, i),
-                      replace(cfg.train, seed=i), Path("."), _State()) for i in range(k)]
+                      replace(cfg.train, seed=i), Path("."), State()) for i in range(k)]
     stack = _Stack(members, None)
     bs = cfg.train.batch_size
 

@@ -23,7 +23,7 @@ from synthmix.runs.classifier import (
 )
 from synthmix.runs.classifier_group import train_classifier_group, why_not_stacked
 from synthmix.training import TrainConfig
-from synthmix.training.loop import _State
+from synthmix.training.loop import State
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 CLASSES = tuple(str(i) for i in range(10))
@@ -148,7 +148,7 @@ def test_one_stacked_step_gives_each_member_its_own_gradient_and_statistics() ->
     models = [build_classifier({"preset": "tiny"}, 1, 10, seed=k) for k in range(2)]
     alone = [copy.deepcopy(m).train() for m in models]
     members = [classifier_group.Member(m, ClassifierTask(cfgs[k], data[k][1], torch.device("cpu")),
-                                       data[k][0], cfgs[k].train, Path("."), _State())
+                                       data[k][0], cfgs[k].train, Path("."), State())
                for k, m in enumerate(models)]
     stack = classifier_group._Stack(members, None)
     x = torch.stack([data[k][0][0][:16] for k in range(2)])  # (K, B, 1, 16, 16)

@@ -21,6 +21,11 @@ log = logging.getLogger("synthmix")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_sample(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-ddpm",
         help="train a class-conditional DDPM (eps-network) on a data set's diffusion half",
@@ -49,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 
+
+def _register_sample(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "sample",
         help="sample a labelled, class-balanced synthetic data set from a trained DDPM",
@@ -62,6 +69,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run_dir", help="a finished (or checkpointed) train-ddpm run directory")
     s.add_argument("--n-per-class", type=int, required=True, help="images per class")
     s.add_argument("--out", required=True, help="output directory for the synthetic set")
+    _add_sampler_settings(s)
+    _add_seed_options(s)
+    s.add_argument("--batch-size", type=int, help="images per network batch")
+    s.add_argument("--shard-size", type=int, default=1024, help="images per shard file")
+    s.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    s.add_argument("--no-ema", action="store_true", help="sample with the raw (non-EMA) weights")
+    s.add_argument("--device", default=None, help="torch device (default: the run's)")
+    s.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the U-Net once for the batch size (pays off for long sampling: "
+        "1.4-1.6x faster sampling on a 2-core CPU after ~50 s of compiling)",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=_sample)
+
+
+def _add_sampler_settings(s: argparse.ArgumentParser) -> None:
+    """The SamplerSettings a user may override; each defaults to the run's own (None here)."""
     s.add_argument(
         "--sampler",
         choices=SAMPLER_NAMES,
@@ -84,6 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--thresholding-percentile", type=float, help="percentile p of dynamic thresholding"
     )
+
+
+def _add_seed_options(s: argparse.ArgumentParser) -> None:
+    """The per-image seeds: a base seed and the rule that turns a seed into noise."""
     s.add_argument("--seed", type=int, default=0, help="base seed of the per-image seeds")
     s.add_argument(
         "--seed-rule",
@@ -93,19 +123,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"how seeds become noise (default {DEFAULT_SEED_RULE}; 1 regenerates sets made "
         "before rule 2)",
     )
-    s.add_argument("--batch-size", type=int, help="images per network batch")
-    s.add_argument("--shard-size", type=int, default=1024, help="images per shard file")
-    s.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    s.add_argument("--no-ema", action="store_true", help="sample with the raw (non-EMA) weights")
-    s.add_argument("--device", default=None, help="torch device (default: the run's)")
-    s.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the U-Net once for the batch size (pays off for long sampling: "
-        "1.4-1.6x faster sampling on a 2-core CPU after ~50 s of compiling)",
-    )
-    s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    s.set_defaults(func=_sample)
 
 
 def _train(args: argparse.Namespace) -> int:

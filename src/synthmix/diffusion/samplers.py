@@ -83,6 +83,22 @@ def _setup(
     return noise.randn(shape), labels.to(noise.device, torch.int64), null
 
 
+def _start_on_subsequence(
+    model: EpsModel,
+    schedule: NoiseSchedule,
+    labels: torch.Tensor,
+    noise: Noise,
+    steps: int,
+    image_shape: Sequence[int] | None,
+    null_label: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, int, list[int], list[float]]:
+    """x_T ~ N(0, I), labels, null label, the sub-sequence tau of `steps` timesteps (Song et al.
+    2021 section 4.2) and alpha_bar as a float64 list (the master copy, even from a view)."""
+    x, y, null = _setup(model, labels, noise, image_shape, null_label)
+    taus = _timesteps(schedule.T, steps)
+    return x, y, null, taus, schedule.to("cpu", torch.float64).alpha_bar.tolist()
+
+
 def _table(rows: list[list[float]], device: torch.device) -> torch.Tensor:
     """Per-step coefficients (steps, k), float64 maths moved to the device once as float32."""
     return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=torch.float32)
@@ -150,9 +166,8 @@ def sample_ddim(
     null_label: int | None = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021) on `steps` evenly spaced timesteps; eta=1 is ancestral-like."""
-    x, y, null = _setup(model, labels, noise, image_shape, null_label)  # x_T ~ N(0, I)
-    taus = _timesteps(schedule.T, steps)
-    ab = schedule.to("cpu", torch.float64).alpha_bar.tolist()  # float64 master, even from a view
+    x, y, null, taus, ab = _start_on_subsequence(
+        model, schedule, labels, noise, steps, image_shape, null_label)  # fmt: skip
     rows = []
     for i, tau in enumerate(taus):
         a, a_next = ab[tau], (ab[taus[i + 1]] if i + 1 < len(taus) else 1.0)
@@ -192,9 +207,8 @@ def sample_dpmpp_2m(
     null_label: int | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in lambda = log(alpha/sigma)."""
-    x, y, null = _setup(model, labels, noise, image_shape, null_label)  # x_T ~ N(0, I)
-    taus = _timesteps(schedule.T, steps)
-    ab = schedule.to("cpu", torch.float64).alpha_bar.tolist()  # float64 master, even from a view
+    x, y, null, taus, ab = _start_on_subsequence(
+        model, schedule, labels, noise, steps, image_shape, null_label)  # fmt: skip
     lam = [0.5 * (math.log(ab[t]) - math.log1p(-ab[t])) for t in taus]  # log-SNR / 2
     rows, h_prev = [], 0.0
     for i, tau in enumerate(taus):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,11 @@ from synthmix.runs.common import prepare_data
 from synthmix.runs.ddpm import DDPMTask, build_unet
 from synthmix.training import distributed as dist
 from synthmix.training.loop import make_optimizer, planned_steps, train_step
+
+if TYPE_CHECKING:
+    from synthmix.experiment.plan import StudyPlan
+    from synthmix.runs.common import PreparedData
+    from synthmix.synthetic.dataset import Tensors
 
 WARMUP, TIMED = 2, 4
 
@@ -74,10 +79,20 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
     world = dist.world_size()
     data = prepare_data(cfg.data)
     plan, real, real_val = make_plan(cfg, data)
-    k, (h, _, c) = len(data.class_names), data.image_shape
-    rows: list[dict[str, Any]] = []
+    ddpm_row, unet, schedule = _ddpm_training(cfg, base_dir, data, device)
+    rows = [ddpm_row, _sampling(cfg, data, unet, schedule, device, world),
+            _classifiers(cfg, data, plan, real, real_val, device, world)]
+    total = sum(r["seconds"] for r in rows)
+    return {"device": str(device), "world_size": world, "plan": plan.summary(), "stages": rows,
+            "total_seconds": total,
+            "note": "upper bounds: early stopping ends runs sooner; FID/report take seconds"}
 
-    # DDPM training
+
+def _ddpm_training(cfg: StudyConfig, base_dir: Path, data: PreparedData, device: torch.device,
+                   ) -> tuple[dict[str, Any], torch.nn.Module, NoiseSchedule]:
+    """The DDPM row: measured optimisation steps times the planned steps of every run (capped
+    by max_minutes); also the U-Net and schedule, which the sampling row times."""
+    k, (h, _, c) = len(data.class_names), data.image_shape
     dcfg = ddpm_config_for(cfg, base_dir)
     unet = build_unet(dcfg.unet, c, h, k, dcfg.train.seed)
     schedule = NoiseSchedule.from_config(dcfg.schedule).to(device)
@@ -89,13 +104,18 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
     ddpm_s = per_step * steps * cfg.ddpm.runs
     if dcfg.train.max_minutes:
         ddpm_s = min(ddpm_s, dcfg.train.max_minutes * 60 * cfg.ddpm.runs)
-    rows.append({"stage": "DDPM training", "units": f"{cfg.ddpm.runs} x {steps} steps of "
-                 f"{dcfg.train.batch_size}", "rate": f"{b / per_step:.1f} images/s",
-                 "seconds": 0.0 if cfg.ddpm.run_dir else ddpm_s})
+    row = {"stage": "DDPM training", "units": f"{cfg.ddpm.runs} x {steps} steps of "
+           f"{dcfg.train.batch_size}", "rate": f"{b / per_step:.1f} images/s",
+           "seconds": 0.0 if cfg.ddpm.run_dir else ddpm_s}
+    return row, unet, schedule
 
-    # Sampling: guided network evaluations at the sampling batch
+
+def _sampling(cfg: StudyConfig, data: PreparedData, unet: torch.nn.Module,
+              schedule: NoiseSchedule, device: torch.device, world: int) -> dict[str, Any]:
+    """The sampling row: guided network evaluations timed at the sampling batch, times the
+    evaluations per image of the sampler, times the images to sample."""
     settings = base_settings(cfg)
-    sb = cfg.synthetic.batch_size
+    sb, k, (h, _, c) = cfg.synthetic.batch_size, len(data.class_names), data.image_shape
     unet.eval()
     xt = torch.randn(sb, c, h, h, device=device)
     t = torch.full((sb,), schedule.T // 2, device=device)
@@ -106,6 +126,15 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
     nfe = network_evaluations(settings.sampler, settings.steps, schedule.T,
                               1.0 if cfg.synthetic.guidance_scale == "auto"
                               else float(cfg.synthetic.guidance_scale))
+    images = sum(_images_to_sample(cfg, k))
+    return {"stage": "sampling", "units": f"{images} images x {nfe} network evaluations "
+            f"({settings.sampler}-{settings.steps})",
+            "rate": f"{1 / (per_nfe_image * nfe):.1f} images/s",
+            "seconds": per_nfe_image * nfe * images / world}
+
+
+def _images_to_sample(cfg: StudyConfig, k: int) -> tuple[int, int, int]:
+    """Images of the main synthetic sets, of guidance tuning ("auto") and of the guidance sweep."""
     n_main = 0 if cfg.synthetic.path else cfg.synthetic.sets * cfg.synthetic.n_per_class * k
     n_tune = 0
     if cfg.synthetic.guidance_scale == "auto":
@@ -114,14 +143,14 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
         n_tune = n_cand * cfg.tune.n_per_class * k
     n_sweep = len(cfg.guidance_sweep.scales) * (cfg.guidance_sweep.n_per_class
                                                  or cfg.synthetic.n_per_class) * k
-    images = n_main + n_tune + n_sweep
-    rows.append({"stage": "sampling", "units": f"{images} images x {nfe} network evaluations "
-                 f"({settings.sampler}-{settings.steps})",
-                 "rate": f"{1 / (per_nfe_image * nfe):.1f} images/s",
-                 "seconds": per_nfe_image * nfe * images / world})
+    return n_main, n_tune, n_sweep
 
-    # Classifiers: a cell trains at most planned_steps of its recipe, then scores the test set
-    ccfg = cfg.classifier
+
+def _classifiers(cfg: StudyConfig, data: PreparedData, plan: StudyPlan, real: Tensors,
+                 real_val: Tensors, device: torch.device, world: int) -> dict[str, Any]:
+    """The classifiers row: a cell (and a tuning run) trains at most planned_steps of its
+    recipe, then a cell scores the test set."""
+    ccfg, k, c = cfg.classifier, len(data.class_names), data.image_shape[2]
     net = build_classifier(ccfg.model, c, k, ccfg.train.seed)
     cb = min(ccfg.train.batch_size, len(real[1]))
     xc, yc = real[0][:cb].to(device), real[1][:cb].to(device)
@@ -130,18 +159,14 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
     test_x = data.test[0].to(device)
     eval_s = _seconds_per_call(lambda: predict_logits(net, test_x, ccfg.eval_batch_size), device)
     runs = plan.runs()
-    train_sizes = [c.n_real + c.n_synthetic for c in runs]
-    steps_total = sum(planned_steps(ccfg.train, n) for n in train_sizes)
+    steps_total = sum(planned_steps(ccfg.train, r.n_real + r.n_synthetic) for r in runs)
+    n_tune = _images_to_sample(cfg, k)[1]
     n_tune_runs = (n_tune // max(cfg.tune.n_per_class * k, 1)) * cfg.tune.seeds
     steps_total += n_tune_runs * planned_steps(ccfg.train, cfg.tune.n_per_class * k)
-    rows.append({"stage": "classifiers", "units": f"{len(runs) + n_tune_runs} runs, at most "
-                 f"{steps_total} steps of {ccfg.train.batch_size}",
-                 "rate": f"{cb / per_cstep:.0f} images/s",
-                 "seconds": (per_cstep * steps_total + eval_s * len(runs)) / world})
-    total = sum(r["seconds"] for r in rows)
-    return {"device": str(device), "world_size": world, "plan": plan.summary(), "stages": rows,
-            "total_seconds": total,
-            "note": "upper bounds: early stopping ends runs sooner; FID/report take seconds"}
+    return {"stage": "classifiers", "units": f"{len(runs) + n_tune_runs} runs, at most "
+            f"{steps_total} steps of {ccfg.train.batch_size}",
+            "rate": f"{cb / per_cstep:.0f} images/s",
+            "seconds": (per_cstep * steps_total + eval_s * len(runs)) / world}
 
 
 def format_estimate(est: dict[str, Any]) -> str:

@@ -36,13 +36,13 @@ from synthmix.seeding import STREAM_STEP, StepRandom, derive_seed
 from synthmix.training import TrainConfig, TrainResult
 from synthmix.training.checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
 from synthmix.training.loop import (
-    _State,
-    _write_history,
-    _write_summary,
+    State,
     epoch_order,
     lr_at,
     make_optimizer,
     planned_steps,
+    write_history,
+    write_summary,
 )
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Member:
     train: Tensors
     cfg: TrainConfig
     run_dir: Path
-    state: _State
+    state: State
 
     @property
     def active(self) -> bool:
@@ -87,10 +87,10 @@ class Member:
 def start_member(model: nn.Module, task: ClassifierTask, train: Tensors, cfg: TrainConfig,
                  run_dir: Path) -> Member:
     """A member, resumed from its `last` checkpoint where one exists."""
-    state, last = _State(), find_checkpoint(run_dir / "checkpoints" / "last")
+    state, last = State(), find_checkpoint(run_dir / "checkpoints" / "last")
     if last is not None:
         load_weights(last / "model.safetensors", model)
-        state = _State(**load_state(last)["loop"])
+        state = State(**load_state(last)["loop"])
         state.stop_reason = ""
     return Member(model, task, train, cfg, run_dir, state)
 
@@ -194,11 +194,11 @@ def fit_group(members: list[Member], device: torch.device, progress: bool,
 def _finish(members: list[Member], on_done: Callable[[Member, TrainResult], None]) -> None:
     for m in members:
         if not m.active:
-            _write_summary(m.run_dir, m.state, m.cfg, 1)
+            write_summary(m.run_dir, m.state, m.cfg, 1)
             on_done(m, _result(m))
 
 
-def _stop_reason(state: _State, cfg: TrainConfig) -> str:
+def _stop_reason(state: State, cfg: TrainConfig) -> str:
     """The loop's epoch-end stopping rules (a stacked recipe has no step or time cap)."""
     if state.epoch >= cfg.max_epochs:
         return "max_epochs"
@@ -275,7 +275,7 @@ def _end_epoch(m: Member, train_loss: float, optimizer_state: dict[str, Any],
                "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
                "train_config": to_dict(cfg), "rng_cpu": torch.get_rng_state()}
     save_checkpoint(m.run_dir / "checkpoints" / "last", m.model, None, payload)
-    _write_history(m.run_dir, state.history)
+    write_history(m.run_dir, state.history)
 
 
 def _result(m: Member) -> TrainResult:

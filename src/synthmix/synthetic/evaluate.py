@@ -98,8 +98,7 @@ def evaluate_quality(
 
     `reference` is where copies are looked for (default: `real_images`, leave-one-out).
     """
-    from synthmix.metrics.features import FeatureNet, extract_features
-    from synthmix.metrics.generative import precision_recall
+    from synthmix.metrics.features import FeatureNet
 
     if max_images < k + 1:
         raise ConfigError(f"max_images={max_images} must exceed k={k}")
@@ -107,66 +106,114 @@ def evaluate_quality(
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    real_images, real_labels = _check_side("real", real_images, real_labels, len(class_names),
-                                           k + 1)
-    syn_images, syn_labels = _check_side("synthetic", syn_images, syn_labels, len(class_names),
-                                         k + 1)
-    if real_images.shape[1:] != syn_images.shape[1:]:
-        raise DataError(f"real images are {real_images.shape[1:]} (H, W, C) but synthetic ones "
-                        f"{syn_images.shape[1:]}")
-    with _timed(timings, "subsample"):
-        real_idx = stratified_subsample(real_labels, max_images, seed)
-        syn_idx = stratified_subsample(syn_labels, max_images, seed + 1)
+    real_images, real_labels, syn_images, syn_labels = _check_sides(
+        real_images, real_labels, syn_images, syn_labels, len(class_names), k + 1)
     net = FeatureNet(feature_classifier)  # type: ignore[arg-type]
-    with _timed(timings, "features"):
-        real_f = extract_features(net, real_images[real_idx], progress=progress)  # (Nr, D)
-        syn_f = extract_features(net, syn_images[syn_idx], progress=progress)  # (Ns, D)
+    real_idx, syn_idx, real_f, syn_f = _subsample_features(
+        net, real_images, real_labels, syn_images, syn_labels, max_images, seed, timings, progress)
     result: dict[str, Any] = {
         "feature_space": net.name, "feature_dim": int(real_f.shape[1]),
         "n_real": len(real_idx), "n_synthetic": len(syn_idx),
         "n_real_available": len(real_images), "n_synthetic_available": len(syn_images),
         "max_images": max_images, "k": k, "seed": seed,
     }
-    with _timed(timings, "fid_kid"):
-        result.update(_fid_kid(real_f, syn_f, seed))
-    with _timed(timings, "precision_recall"):
-        result.update(precision_recall(real_f, syn_f, k))
-    with _timed(timings, "per_class"):
-        result.update(_per_class(real_f, real_labels[real_idx], syn_f, syn_labels[syn_idx],
-                                 class_names, k))
-    real_side = (real_images, real_labels, real_idx, real_f)
-    reference, examples = _memorisation(net, real_side, syn_images[syn_idx], syn_labels[syn_idx],
-                                        syn_f, reference, seed, timings, result, progress)
-    for e in examples:
-        e["synthetic_index"] = int(syn_idx[e.pop("row")])
-    with _timed(timings, "figures"):
-        _samples_grid(syn_images, syn_labels, class_names, seed, out_dir / SAMPLES_PNG)
-        _neighbours_figure(syn_images, examples, reference, class_names, out_dir / NEIGHBOURS_PNG)
-    result["files"] = {"samples_per_class": SAMPLES_PNG, "nearest_neighbours": NEIGHBOURS_PNG}
-    with _timed(timings, "isolated_pixels"):  # salt-and-pepper noise, beside real images'
-        result["isolated_pixels"] = {"synthetic": speckle_summary(syn_images[syn_idx]),
-                                     "real": speckle_summary(real_images[real_idx])}
+    result.update(_distribution_metrics(real_f, real_labels[real_idx], syn_f, syn_labels[syn_idx],
+                                        class_names, k, seed, timings))
+    reference, examples = _memorisation(net, (real_images, real_labels, real_idx, real_f),
+                                        (syn_images, syn_labels, syn_idx, syn_f), reference,
+                                        seed, timings, result, progress)
+    _pictures_and_speckle(real_images[real_idx], syn_images, syn_labels, syn_idx, examples,
+                          reference, class_names, seed, out_dir, timings, result)
     if inception:
         with _timed(timings, "inception"):
-            device = next(feature_classifier.parameters()).device
             result["inception"] = _inception_metrics(
-                inception, device, real_images[real_idx], syn_images[syn_idx], seed, progress)
+                inception, next(feature_classifier.parameters()).device, real_images[real_idx],
+                syn_images[syn_idx], seed, progress)
     timings["total"] = round(time.perf_counter() - start, 3)
     result["timings_s"] = timings
     return result
 
 
+def _check_sides(
+    real_images: np.ndarray, real_labels: np.ndarray, syn_images: np.ndarray,
+    syn_labels: np.ndarray, num_classes: int, min_images: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides checked by `_check_side`, and their images of one (H, W, C)."""
+    real_images, real_labels = _check_side("real", real_images, real_labels, num_classes,
+                                           min_images)
+    syn_images, syn_labels = _check_side("synthetic", syn_images, syn_labels, num_classes,
+                                         min_images)
+    if real_images.shape[1:] != syn_images.shape[1:]:
+        raise DataError(f"real images are {real_images.shape[1:]} (H, W, C) but synthetic ones "
+                        f"{syn_images.shape[1:]}")
+    return real_images, real_labels, syn_images, syn_labels
+
+
+def _subsample_features(
+    net: nn.Module, real_images: np.ndarray, real_labels: np.ndarray, syn_images: np.ndarray,
+    syn_labels: np.ndarray, max_images: int, seed: int, timings: dict[str, float],
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+    """Class-stratified subsamples of at most `max_images` per side, and their features."""
+    from synthmix.metrics.features import extract_features
+
+    with _timed(timings, "subsample"):
+        real_idx = stratified_subsample(real_labels, max_images, seed)
+        syn_idx = stratified_subsample(syn_labels, max_images, seed + 1)
+    with _timed(timings, "features"):
+        real_f = extract_features(net, real_images[real_idx], progress=progress)  # (Nr, D)
+        syn_f = extract_features(net, syn_images[syn_idx], progress=progress)  # (Ns, D)
+    return real_idx, syn_idx, real_f, syn_f
+
+
+def _distribution_metrics(
+    real_f: torch.Tensor, real_y: np.ndarray, syn_f: torch.Tensor, syn_y: np.ndarray,
+    class_names: Sequence[str], k: int, seed: int, timings: dict[str, float],
+) -> dict[str, Any]:
+    """FID/KID, precision/recall (k nearest neighbours) and the per-class table."""
+    from synthmix.metrics.generative import precision_recall
+
+    out: dict[str, Any] = {}
+    with _timed(timings, "fid_kid"):
+        out.update(_fid_kid(real_f, syn_f, seed))
+    with _timed(timings, "precision_recall"):
+        out.update(precision_recall(real_f, syn_f, k))
+    with _timed(timings, "per_class"):
+        out.update(_per_class(real_f, real_y, syn_f, syn_y, class_names, k))
+    return out
+
+
+def _pictures_and_speckle(
+    real_subsample: np.ndarray, syn_images: np.ndarray, syn_labels: np.ndarray,
+    syn_idx: np.ndarray, examples: list[dict[str, Any]], reference: Reference,
+    class_names: Sequence[str], seed: int, out_dir: Path, timings: dict[str, float],
+    result: dict[str, Any],
+) -> None:
+    """The two PNGs into `out_dir`, and isolated pixels (salt-and-pepper noise) of the
+    synthetic subsample beside the real one's; stores result["files"] and ["isolated_pixels"]."""
+    with _timed(timings, "figures"):
+        _samples_grid(syn_images, syn_labels, class_names, seed, out_dir / SAMPLES_PNG)
+        _neighbours_figure(syn_images, examples, reference, class_names, out_dir / NEIGHBOURS_PNG)
+    result["files"] = {"samples_per_class": SAMPLES_PNG, "nearest_neighbours": NEIGHBOURS_PNG}
+    with _timed(timings, "isolated_pixels"):
+        result["isolated_pixels"] = {"synthetic": speckle_summary(syn_images[syn_idx]),
+                                     "real": speckle_summary(real_subsample)}
+
+
 def _memorisation(
     net: nn.Module, real_side: tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor],
-    syn_images: np.ndarray, syn_labels: np.ndarray, syn_f: torch.Tensor,
+    syn_side: tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor],
     reference: Reference | None, seed: int, timings: dict[str, float], result: dict[str, Any],
     progress: bool,
 ) -> tuple[Reference, list[dict[str, Any]]]:
-    """Run memorisation_check against `reference` (default: the real images, leave-one-out);
-    stores result["memorisation"] and result["memorisation_examples"]."""
+    """Run memorisation_check of the synthetic subsample against `reference` (default: the real
+    images, leave-one-out); each side is (images, labels, subsample indices, features). Stores
+    result["memorisation"] and result["memorisation_examples"] (indices into all synthetic
+    images)."""
     from synthmix.metrics.features import extract_features
 
     real_images, real_labels, real_idx, real_f = real_side
+    syn_images, syn_labels, syn_idx, syn_f = syn_side
     own: np.ndarray | None = None
     with _timed(timings, "reference_features"):
         if reference is None:
@@ -178,8 +225,10 @@ def _memorisation(
         else:  # the whole reference, so no copy is missed
             ref_f = extract_features(net, reference.images, progress=progress)
     with _timed(timings, "memorisation"):
-        memo, examples = memorisation_check(syn_images, syn_labels, syn_f,
+        memo, examples = memorisation_check(syn_images[syn_idx], syn_labels[syn_idx], syn_f,
                                             real_images[real_idx], own, reference, ref_f, seed)
+    for e in examples:
+        e["synthetic_index"] = int(syn_idx[e.pop("row")])
     result["memorisation"] = memo
     result["memorisation_examples"] = examples
     return reference, examples

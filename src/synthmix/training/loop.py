@@ -110,7 +110,9 @@ class Task(Protocol):
 
 
 @dataclass
-class _State:
+class State:
+    """Where a training run stands: counters, early-stopping record and per-epoch history."""
+
     epoch: int = 0  # epochs completed
     batch: int = 0  # batches done in the current epoch
     step: int = 0
@@ -263,7 +265,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.eval_model = self.ema.shadow if self.ema is not None else model
-        self.state = _State()
+        self.state = State()
         self.total_steps = cfg.max_steps or 0
         self.train_model: nn.Module = model
         self.metrics = MetricsLog.disabled()
@@ -372,7 +374,7 @@ class _Run:
             # A loss plot costs ~0.3 s, a tenth of a small classifier's epoch: draw it at the
             # end and every PLOT_EVERY_EPOCHS checkpoints of a long run, never per epoch.
             plot = bool(state.stop_reason) or (due and state.epoch % PLOT_EVERY_EPOCHS == 0)
-            _write_history(self.run_dir, state.history, plot=plot)
+            write_history(self.run_dir, state.history, plot=plot)
             self.metrics.epoch(record, self.run_dir)
         comm.barrier()
 
@@ -420,7 +422,7 @@ class _Run:
 
     def finish(self) -> None:
         if self.comm.is_main:
-            _write_summary(self.run_dir, self.state, self.cfg, self.comm.world,
+            write_summary(self.run_dir, self.state, self.cfg, self.comm.world,
                            precision_name(self.amp_dtype))
         self.metrics.close()
         self.comm.barrier()
@@ -445,7 +447,7 @@ def _restore(
     ema: EMA | None,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-) -> _State:
+) -> State:
     load_weights(folder / "model.safetensors", model)
     if ema is not None:
         ema_file = folder / "ema.safetensors"
@@ -453,12 +455,13 @@ def _restore(
     payload = load_state(folder)
     optimizer.load_state_dict(payload["optimizer"])
     scaler.load_state_dict(payload["scaler"])
-    state = _State(**payload["loop"])
+    state = State(**payload["loop"])
     state.stop_reason = ""  # limits may have been raised for this resume; re-check them
     return state
 
 
-def _write_history(run_dir: Path, history: list[dict[str, Any]], plot: bool = True) -> None:
+def write_history(run_dir: Path, history: list[dict[str, Any]], plot: bool = True) -> None:
+    """metrics.jsonl (one line per epoch) and, with `plot`, loss_curve.png."""
     import json
 
     from synthmix.plots import plot_loss_curves
@@ -468,8 +471,9 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]], plot: bool = Tr
         plot_loss_curves(history, run_dir / "loss_curve.png")
 
 
-def _write_summary(run_dir: Path, state: _State, cfg: TrainConfig, world: int,
-                   precision: str = "fp32") -> None:
+def write_summary(run_dir: Path, state: State, cfg: TrainConfig, world: int,
+                  precision: str = "fp32") -> None:
+    """train_summary.json: why and when training stopped, its budget, best epoch and speed."""
     capped = state.stop_reason == "max_minutes"
     atomic_write_json(
         run_dir / "train_summary.json",
