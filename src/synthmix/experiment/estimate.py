@@ -128,7 +128,8 @@ def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> 
     per_cstep = _time_training(net, ClassifierTask(ccfg, real_val, device), xc, yc,
                                ccfg.train, device)
     test_x = data.test[0].to(device)
-    eval_s = _seconds_per_call(lambda: predict_logits(net, test_x, ccfg.eval_batch_size), device)
+    eval_s = _seconds_per_call(
+        lambda: predict_logits(net, test_x, ccfg.eval_batch_size, ccfg.test_time_flip), device)
     runs = plan.runs()
     train_sizes = [c.n_real + c.n_synthetic for c in runs]
     steps_total = sum(planned_steps(ccfg.train, n) for n in train_sizes)
