@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from synthmix.runs import classifier as classifier_module
 from synthmix.runs import classifier_group
 from synthmix.runs.classifier import (
     AugmentConfig,
@@ -44,8 +45,11 @@ def _digits() -> Tensors:
 def _recipe(seed: int) -> ClassifierRunConfig:
     train = TrainConfig(max_epochs=3, patience=1, batch_size=16, lr=1e-3, optimizer="adamw",
                         steps_per_epoch=4, ema_decay=None, grad_clip=None, amp="off", seed=seed)
+    # Test-time flip on (flips do not keep digits' labels: this is about stacked equalling
+    # alone, not about scores), so both paths must score with it.
     return ClassifierRunConfig(model={"preset": "tiny"}, train=train, label_smoothing=0.1,
-                               augment=AugmentConfig(random_crop_padding=1), device="cpu")
+                               augment=AugmentConfig(random_crop_padding=1),
+                               test_time_flip=True, device="cpu")
 
 
 def _setup() -> tuple[list[ClassifierRunConfig], list[tuple[Tensors, Tensors]], Tensors]:
@@ -81,6 +85,7 @@ def alone_and_stacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
 
 
 def _assert_same(a: dict, b: dict) -> None:
+    assert a["test_time_flip"] is b["test_time_flip"] is True  # both scored with it
     for key in ("epochs", "steps", "best_epoch", "stop_reason", "n_train", "n_val"):
         assert a[key] == b[key], key
     # Adam (eps 1e-8) turns float-order noise in near-zero gradients (a convolution before
@@ -129,6 +134,37 @@ def test_a_killed_group_resumes_to_the_same_results(alone_and_stacked: tuple,
     assert not (tmp_path / "cell0" / "test_metrics.json").exists()
     for a, s in zip(alone, _run(cfgs, data, test, tmp_path), strict=True):
         _assert_same(a, s)
+
+
+def test_stacked_members_draw_the_augmentation_each_would_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Cutout included. Compared on the augmented batches, not on weights: with cutout, the
+    # float-order noise above reaches 3e-4 of the first epoch's validation loss.
+    cfgs, data, test = _setup()
+    one_epoch = replace(cfgs[0].train, max_epochs=1)
+    cfgs = [replace(c, train=replace(one_epoch, seed=c.train.seed),
+                    augment=AugmentConfig(random_crop_padding=1, horizontal_flip=True,
+                                          cutout=4)) for c in cfgs[:2]]
+    batches: dict[str, list[torch.Tensor]] = {"alone": [], "stacked": []}
+
+    def recording(key: str, module: object) -> None:
+        real = module.augment  # type: ignore[attr-defined]
+
+        def augment(x: torch.Tensor, cfg: AugmentConfig, rng: object) -> torch.Tensor:
+            assert cfg.cutout == 4
+            batches[key].append(real(x, cfg, rng))
+            return batches[key][-1]
+
+        monkeypatch.setattr(module, "augment", augment)
+
+    recording("alone", classifier_module)
+    _run(cfgs[:1], data[:1], test, tmp_path / "alone")
+    recording("stacked", classifier_group)
+    _run([replace(c, group_size=2) for c in cfgs], data[:2], test, tmp_path / "stacked")
+    alone, stacked = batches["alone"], batches["stacked"][0::2]  # member 0 of each step
+    assert len(alone) == len(stacked) == one_epoch.steps_per_epoch
+    for a, s in zip(alone, stacked, strict=True):
+        assert torch.equal(a, s)
 
 
 def test_recipes_that_cannot_stack_say_why() -> None:

@@ -43,7 +43,8 @@ def _config(semantics: str) -> dict[str, Any]:
             "ddpm": {"config": None, "overrides": {}, "run_dir": None},
             "synthetic": {"path": None, "n_per_class": 20, "sampler": "ddim", "steps": 50,
                           "guidance_scale": 3.0, "eta": 0.0, "seed": 0},
-            "classifier": {"model": {"preset": "small"}},
+            "classifier": {"model": {"preset": "small"}, "augment": {"cutout": 8},
+                           "test_time_flip": True},
             "mixes": {"semantics": semantics, "total": None, "real_pool_size": 300},
             "seeds": 2, "guidance_sweep": {"scales": [1.0, 3.0], "seeds": 2},
             "quality": {"enabled": True}}
@@ -144,6 +145,7 @@ def test_full_report_has_every_section_row_and_image(
     assert md.startswith("# synthmix study: ")
     assert "fraction-of-pools" in md and "in 2 repeats" in md and "preset small" in md
     assert "with ddim-50 w=3 (as configured)" in md
+    assert "horizontal flips off, cutout 8 px squares, test-time flip on." in md
     for cell in results["table"]:
         row = next(line for line in md.splitlines() if line.startswith(f"| {cell['name']} |"))
         assert f"| {_mean_std_text(cell['runs'], 'macro_f1')} |" in row

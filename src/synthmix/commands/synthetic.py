@@ -85,7 +85,8 @@ def _filter(args: argparse.Namespace) -> int:
 
     def predict_proba(images: np.ndarray) -> np.ndarray:
         x = to_model_tensor(images, None).to(device)  # (N, C, H, W) in [-1, 1]
-        return torch.softmax(predict_logits(net, x, ccfg.eval_batch_size), 1).cpu().numpy()
+        return torch.softmax(predict_logits(net, x, ccfg.eval_batch_size,
+                                             ccfg.test_time_flip), 1).cpu().numpy()
 
     counts = filter_by_confidence(args.set_dir, args.out, predict_proba, args.threshold)
     print(f"kept {counts['kept']} of {counts['kept'] + counts['dropped']} images "

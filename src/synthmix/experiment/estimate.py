@@ -157,7 +157,8 @@ def _classifiers(cfg: StudyConfig, data: PreparedData, plan: StudyPlan, real: Te
     per_cstep = _time_training(net, ClassifierTask(ccfg, real_val, device), xc, yc,
                                ccfg.train, device)
     test_x = data.test[0].to(device)
-    eval_s = _seconds_per_call(lambda: predict_logits(net, test_x, ccfg.eval_batch_size), device)
+    eval_s = _seconds_per_call(
+        lambda: predict_logits(net, test_x, ccfg.eval_batch_size, ccfg.test_time_flip), device)
     runs = plan.runs()
     steps_total = sum(planned_steps(ccfg.train, r.n_real + r.n_synthetic) for r in runs)
     n_tune = _images_to_sample(cfg, k)[1]

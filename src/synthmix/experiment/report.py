@@ -141,6 +141,7 @@ def _what_was_run(rep: Report) -> list[Block]:
     clf = cfg.get("classifier") or {}
     recipe = clf.get("train") or {}
     aug = clf.get("augment") or {}
+    cut = aug.get("cutout", 0)
     text = (
         f"A class-conditional DDPM on {r.get('dataset', '?')} sampled {sets} class-balanced "
         f"synthetic set(s) of {syn.get('n_per_class', '?')} images per class with {label} "
@@ -156,7 +157,9 @@ def _what_was_run(rep: Report) -> list[Block]:
         + f", early stopping with patience {recipe.get('patience')}, label smoothing "
         f"{clf.get('label_smoothing', 0)}, random translation up to "
         f"{aug.get('random_crop_padding', 0)} px, horizontal flips "
-        f"{'on' if aug.get('horizontal_flip') else 'off'}."
+        f"{'on' if aug.get('horizontal_flip') else 'off'}, cutout "
+        f"{f'{cut} px squares' if cut else 'off'}, test-time flip "
+        f"{'on' if clf.get('test_time_flip') else 'off'}."
     )
     return [Heading("What was run"), Para(text)]
 
