@@ -218,17 +218,23 @@ fit(model, Task(), x, y, cfg, {out!r}, torch.device("cpu"), progress=False)
 
 @pytest.mark.slow
 def test_ddp_on_two_gloo_processes_equals_one_process(tmp_path: Path) -> None:
+    import runpy
+
     outs = {}
     for n in (1, 2):
         out = tmp_path / f"world-{n}"
         script = tmp_path / f"ddp{n}.py"
         script.write_text(DDP_SCRIPT.format(src=str(SRC), out=str(out)))
+        outs[n] = out
+        if n == 1:  # one process: the script run here, as a torchrun of 1 would (WORLD_SIZE=1
+            # joins no process group), without starting two Pythons
+            runpy.run_path(str(script), run_name="__main__")
+            continue
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={n}", str(script)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        outs[n] = out
     summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in (1, 2)]
     assert [s["world_size"] for s in summaries] == [1, 2] and summaries[1]["steps"] == 4
     losses = [json.loads((outs[n] / "metrics.jsonl").read_text().splitlines()[-1])["train_loss"]
