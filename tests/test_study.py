@@ -93,6 +93,20 @@ def test_every_stage_and_section_is_there(study):
     assert mix["train_real"] == results["table"][2]["n_real"] == 324
 
 
+def test_pictures_are_drawn_for_the_runs_the_report_shows(study):
+    _, out = study
+    results = json.loads((out / "results.json").read_text())
+    shown = {c["runs"][0]["run_dir"] for c in results["table"]}
+    runs = {p.parent.relative_to(out).as_posix() for p in out.glob("classifiers/**/mix.json")}
+    assert shown < runs  # the other repeats, controls and learning-curve runs draw nothing
+    for run in runs:
+        drawn = [(out / run / f).is_file() for f in ("loss_curve.png", "confusion_matrix.png")]
+        assert drawn == [run in shown] * 2, run
+        assert (out / run / "metrics.jsonl").is_file()  # the numbers are always written
+    report = (out / "report.md").read_text()
+    assert report.count("confusion matrix") >= len(shown)
+
+
 def test_no_leakage_between_diffusion_half_classifier_half_and_test(study):
     _, out = study
     splits = StudySplits.load(out / "splits.json")

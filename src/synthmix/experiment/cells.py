@@ -65,6 +65,12 @@ class CellInputs:
     data: PreparedData
 
 
+def shown_in_report(cell: Cell) -> bool:
+    """The runs whose loss curve and confusion matrix the report shows: Table 6, repeat 0
+    (the first cell of its content, so a shared run is this one)."""
+    return cell.group == "table" and cell.repeat == 0
+
+
 def prepare_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path
                  ) -> tuple[ClassifierRunConfig, MixedSet]:
     """A cell's classifier config (seed shifted by its repeat) and mix; mix.json and the run
@@ -74,9 +80,11 @@ def prepare_cell(cfg: StudyConfig, cell: Cell, inputs: CellInputs, run_dir: Path
     seed = mix_seed(cfg, cell.repeat)
     mixed = build_mix(cell.n_real, cell.n_synthetic, inputs.real, inputs.real_val, syn, seed,
                       min_val_per_class=cfg.mixes.min_val_per_class)
+    train = cfg.classifier.train
     ccfg = replace(
         cfg.classifier,
-        train=replace(cfg.classifier.train, seed=cfg.classifier.train.seed + cell.repeat),
+        train=replace(train, seed=train.seed + cell.repeat,
+                      pictures=train.pictures and shown_in_report(cell)),
         device=cfg.device, num_threads=cfg.num_threads,
     )  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -220,8 +220,8 @@ def score_run(cfg: ClassifierRunConfig, model: nn.Module, result: TrainResult,
             "precision": _summary(run_dir).get("precision", "fp32"),
         }
     )
-    plot_confusion_matrix(
-        np.asarray(metrics["confusion_matrix"]), class_names, run_dir / "confusion_matrix.png"
-    )
+    if cfg.train.pictures:
+        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), class_names,
+                              run_dir / "confusion_matrix.png")
     atomic_write_json(run_dir / f"{split}_metrics.json", metrics)
     return metrics

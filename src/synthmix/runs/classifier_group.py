@@ -38,6 +38,7 @@ from synthmix.training.checkpoint import find_checkpoint, load_state, load_weigh
 from synthmix.training.loop import (
     State,
     epoch_order,
+    loss_plot_due,
     lr_at,
     make_optimizer,
     planned_steps,
@@ -275,7 +276,7 @@ def _end_epoch(m: Member, train_loss: float, optimizer_state: dict[str, Any],
                "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
                "train_config": to_dict(cfg), "rng_cpu": torch.get_rng_state()}
     save_checkpoint(m.run_dir / "checkpoints" / "last", m.model, None, payload)
-    write_history(m.run_dir, state.history)
+    write_history(m.run_dir, state.history, plot=loss_plot_due(cfg, state, checkpointed=True))
 
 
 def _result(m: Member) -> TrainResult:

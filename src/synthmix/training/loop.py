@@ -82,6 +82,9 @@ class TrainConfig:
     # written whenever validation improves).
     checkpoint_every_epochs: int = 1
     log: Literal["none", "tensorboard"] = "none"  # metrics.jsonl is always written
+    # loss_curve.png (and a classifier's confusion_matrix.png). A study draws them only for
+    # the runs its report shows: a picture costs ~0.4 s, as much as a tiny classifier's epoch.
+    pictures: bool = True
 
 
 @dataclass
@@ -371,10 +374,7 @@ class _Run:
             due = bool(state.stop_reason) or (every > 0 and state.epoch % every == 0)
             if due:
                 self.save_last()
-            # A loss plot costs ~0.3 s, a tenth of a small classifier's epoch: draw it at the
-            # end and every PLOT_EVERY_EPOCHS checkpoints of a long run, never per epoch.
-            plot = bool(state.stop_reason) or (due and state.epoch % PLOT_EVERY_EPOCHS == 0)
-            write_history(self.run_dir, state.history, plot=plot)
+            write_history(self.run_dir, state.history, plot=loss_plot_due(self.cfg, state, due))
             self.metrics.epoch(record, self.run_dir)
         comm.barrier()
 
@@ -458,6 +458,14 @@ def _restore(
     state = State(**payload["loop"])
     state.stop_reason = ""  # limits may have been raised for this resume; re-check them
     return state
+
+
+def loss_plot_due(cfg: TrainConfig, state: State, checkpointed: bool) -> bool:
+    """A loss plot costs ~0.3 s, a tenth of a small classifier's epoch: with `pictures` on,
+    draw it at the end and every PLOT_EVERY_EPOCHS checkpointed epochs of a long run."""
+    if not cfg.pictures:
+        return False
+    return bool(state.stop_reason) or (checkpointed and state.epoch % PLOT_EVERY_EPOCHS == 0)
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]], plot: bool = True) -> None:
