@@ -222,7 +222,15 @@ def test_compiled_sampling_equals_eager() -> None:
     # The real torch.compile (inductor, generating C++ on the CPU), on the tiny U-Net.
     from synthmix.diffusion.compiled import compile_for_sampling
 
-    model, schedule = _unet(), NoiseSchedule.linear(T, 1e-3, 0.2)
+    # One level at 8x8 with its attention: the same kinds of layers as the tiny preset in a
+    # smaller graph, which inductor compiles in 2/3 of the time (53 s against 79 s cold, 2 cores).
+    model = UNet(unet_config("tiny", in_channels=1, image_size=8, num_classes=4, dropout=0.1,
+                             channel_mults=(1,), attention_resolutions=(8,))).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # away from the zero-initialised output conv, so eps is not 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    schedule = NoiseSchedule.linear(T, 1e-3, 0.2)
     fast = compile_for_sampling(model, batch_size=len(SEEDS))
     want = sample("ddim", model, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), steps=5)
     got = sample("ddim", fast, schedule, LABELS, PerImageNoise(SEEDS, "cpu"), steps=5)
