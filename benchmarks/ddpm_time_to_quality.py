@@ -82,10 +82,15 @@ def reaches(point: dict[str, Any], reference: dict[str, Any]) -> bool:
     return bool(p["mean"] >= r["mean"] - SE_FACTOR * se_of_difference(p, r) - 1e-12)
 
 
-def training_seconds_at(run_dir: Path, epoch: int) -> tuple[float, int]:
-    """(training seconds, step) the loop recorded at the end of `epoch`."""
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
+def training_seconds_at(run_dir: Path, which: str, epoch: int) -> tuple[float, int]:
+    """(training seconds, step) the loop recorded when checkpoint `which` was written: the
+    end of `epoch` for a snapshot, the lowest validation loss for "best" (which may be a
+    partial last epoch)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    if which == "best":
+        rec = min(records, key=lambda r: (r["val_loss"], r["step"]))
+        return float(rec["elapsed_s"]), int(rec["step"])
+    for rec in records:
         if rec["epoch"] == epoch and not rec.get("partial_epoch"):
             return float(rec["elapsed_s"]), int(rec["step"])
     raise ValueError(f"{run_dir}: no record of epoch {epoch}")
@@ -146,17 +151,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   run_dir, not args.no_progress)
         last_epoch = int(summary["epochs"])
         points = [(snapshot_name(e), e) for e in args.snapshot_epochs if e < last_epoch]
-        points.append(("best", int(summary["best_epoch"]) + 1))
+        points.append(("best", last_epoch))
         for which, epoch in points:
             judged = judge_point(run_dir, which, out / cand.name / which, args, baseline)
             baseline = baseline or out / cand.name / which / "real-baseline"
-            seconds, step = training_seconds_at(run_dir, epoch)
+            seconds, step = training_seconds_at(run_dir, which, epoch)
             for cfg_row in judged["configs"]:
                 rows.append({
                     "candidate": cand.name, "overrides": list(cand.overrides),
                     "checkpoint": which, "epoch": epoch, "step": step,
                     "final": which == "best", "train_minutes": round(seconds / 60, 2),
-                    "planned_steps": int(summary["steps"]),
+                    "steps_trained": int(summary["steps"]),
+                    "stop_reason": summary["stop_reason"],
                     "images_per_second": summary["images_per_second"],
                     "guidance_scale": cfg_row["settings"]["guidance_scale"],
                     "val_macro_f1": cfg_row["val_macro_f1"],

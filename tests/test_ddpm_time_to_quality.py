@@ -88,7 +88,11 @@ def test_tiny_end_to_end_judges_each_point_on_validation(ttq, tmp_path, forbid_r
     assert [p[:2] for p in points] == [("ref", snapshot_name(1)), ("ref", "best"),
                                        ("short", "best")]
     ref_final = result["points"][1]
-    assert points[0][2] == 2 and ref_final["step"] == 2 * ref_final["epoch"]
+    history = [json.loads(x) for x in (out / "ref" / "ddpm" / "metrics.jsonl").read_text()
+               .splitlines()]
+    best = min(history, key=lambda r: r["val_loss"])  # where the "best" checkpoint was written
+    assert points[0][2] == 2 and ref_final["step"] == best["step"]
+    assert ref_final["train_minutes"] == round(best["elapsed_s"] / 60, 2)
     assert ref_final["delta_vs_reference"] == 0 and ref_final["reaches_reference"]
     minutes = [p["train_minutes"] for p in result["points"][:2]]
     assert minutes[0] <= minutes[1]
