@@ -2,13 +2,12 @@
 snapshot weights equal to the sampling weights of that epoch, and a tiny end-to-end run (two
 DDPM recipes of a few steps on the 8x8 digits) judged on validation images only."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from benchmark_module import benchmark_module
 from safetensors.torch import load_file
 from test_sampler_quality import TINY_DDPM
 
@@ -22,15 +21,8 @@ CFG = str(ROOT / "configs" / "ddpm" / "mnist-cpu.yaml")
 
 @pytest.fixture(scope="module")
 def ttq():
-    """The benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "ddpm_time_to_quality", ROOT / "benchmarks" / "ddpm_time_to_quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ddpm_time_to_quality"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("ddpm_time_to_quality", None)
+    """The benchmark script as a module."""
+    yield from benchmark_module("ddpm_time_to_quality")
 
 
 def _point(mean, std, n=3):

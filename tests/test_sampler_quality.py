@@ -1,13 +1,12 @@
 """benchmarks/sampler_quality.py: config parsing, the cheapest-config rule, and a tiny end-to-end
 run (a DDPM trained for 2 steps on the 8x8 digits) that must share x_T and resume for free."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_module import benchmark_module
 from test_study import macro_f1_of
 
 from synthmix.cli import main as synthmix_main
@@ -27,15 +26,8 @@ TINY_DDPM = [
 
 @pytest.fixture(scope="module")
 def sq():
-    """The benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "sampler_quality", ROOT / "benchmarks" / "sampler_quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sampler_quality"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("sampler_quality", None)
+    """The benchmark script as a module."""
+    yield from benchmark_module("sampler_quality")
 
 
 def test_parse_configs(sq):
