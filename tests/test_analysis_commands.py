@@ -10,6 +10,7 @@ import pytest
 import synthmix.runs.classifier
 import synthmix.runs.ddpm
 from synthmix.cli import main
+from synthmix.experiment.worth import reanalyse
 from synthmix.runs.common import DataConfig, prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,10 @@ def test_worth_for_a_ddpm_and_a_set(tiny_ddpm: Path, tmp_path: Path, capsys) -> 
     assert [p["size"] for p in worth["real_only"]] == sorted(p["size"] for p in worth["real_only"])
     assert len(worth["real_only"]) == 2 and len(worth["real_plus_synthetic"]) == 2
     assert worth["synthetic_only"][0]["size"] == 60
-    assert worth["answer"].startswith("60 synthetic images (54 trained on, 6 held out): ")
+    # The sentence's form depends on the scores (resolved or not), whose last digits differ
+    # between CPU types: check the counted sizes, and that the answer is the recorded curves'.
+    assert worth["answer"].startswith("60 synthetic images (54 trained on, 6 held out)")
+    assert worth["answer"] == reanalyse(worth)["answer"]
     assert results["table"] == [] and results["sampling"]["settings"]["sampler"] == "dpmpp"
     report = (out / "report.md").read_text()
     assert "What the synthetic data is worth" in report and "worth.png" in report

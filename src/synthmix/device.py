@@ -3,8 +3,8 @@
 CPU default is fp32 + channels_last. bf16 autocast is 10-15x slower than fp32 on CPUs without
 native bf16 (AVX2 hosts), and faster only for some networks on CPUs with it (AVX512_BF16/AMX:
 1.4-2x for the wider U-Nets, no gain for the 32-channel one; ../shared/CPU-NOTES.md), so
-`amp: auto` on the CPU takes bf16 only where the CPU has it and a short measurement of the
-network shows it faster (`synthmix.training.precision`). CUDA default is bf16 autocast where
+`amp: auto` on the CPU takes bf16 only where the CPU has it and the network costs at least
+1 GFLOP per training image (`synthmix.training.precision`). CUDA default is bf16 autocast where
 the GPU supports it, else fp16 with a gradient scaler.
 """
 
