@@ -25,10 +25,22 @@ curve's own noise averages out over the repeats and only the score's noise stays
 slope instead of sqrt(2) sigma / slope, worth about twice as many repeats.
 
     python benchmarks/worth_repeats.py  # writes benchmarks/results/cpu-2core-worth-repeats.json
+
+Once a study has run with n > 2 worth repeats, the widths are MEASURED instead: `--measured
+RESULTS.json` recomputes both headline intervals with the study's own estimator
+(`worth.reanalyse`) on every subset of k of its repeats, k = 2 .. n, and reports for each k the
+median and the largest upper / lower over the subsets and how many subsets resolve (ratio <=
+2, no bound). The subsets share repeats, so they are not independent draws; the row k = n is
+the study's own interval.
+
+    python benchmarks/worth_repeats.py --measured studies/cpu-mnist/results.json \
+        --out benchmarks/results/cpu-2core-worth-repeats-measured.json
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 import math
 import statistics
@@ -143,7 +155,85 @@ def smallest_n(ratios: dict[int, float | None]) -> int | None:
     return next((n for n in REPEATS if (ratios[n] or math.inf) <= RESOLVED_RATIO), None)
 
 
+def keep_repeats(worth: dict[str, Any], keep: set[int]) -> dict[str, Any]:
+    """The worth section of a results.json with only the repeats in `keep`."""
+    return {**worth, **{key: [{**p, "runs": {k: v for k, v in p["runs"].items() if int(k) in keep}}
+                              for p in worth.get(key) or []]
+                        for key in ("real_only", "real_plus_synthetic", "synthetic_only")}}
+
+
+def interval_row(ci: dict[str, Any]) -> dict[str, Any]:
+    return {"text": ci["text"], "ratio": ci["ratio"], "resolved": ci["resolved"],
+            "low_bound": ci["low_bound"], "high_bound": ci["high_bound"]}
+
+
+def measured_headlines(worth: dict[str, Any]) -> dict[str, Any]:
+    """The two headline numbers of one analysis (`reanalyse`'s output) with their intervals."""
+    full, small = worth["synthetic_equivalents"][-1], worth["augmentation"][0]
+    return {
+        "real_equivalent_of_full_set": {"synthetic": full["synthetic"],
+                                        "point": full["estimate"]["text"],
+                                        **interval_row(full["ci"])},
+        "gain_at_smallest_real_size": {"real": small["real"], "verdict": small["verdict"],
+                                       "gain_ci": small["gain_ci"]["ci_text"],
+                                       **interval_row(small["equivalent"]["ci"])},
+    }  # fmt: skip
+
+
+def measured(results: dict[str, Any]) -> dict[str, Any]:
+    """Headline interval widths for every subset of k of a study's worth repeats (k >= 2)."""
+    worth = results["worth"]
+    repeats = sorted({int(k) for p in worth["real_only"] for k in p["runs"]})
+    by_k: dict[int, Any] = {}
+    for k in range(2, len(repeats) + 1):
+        subsets = [{"repeats": list(sub),
+                    **measured_headlines(reanalyse(keep_repeats(worth, set(sub))))}
+                   for sub in itertools.combinations(repeats, k)]
+        summary = {}
+        for h in HEADLINES:
+            ratios = [s[h]["ratio"] for s in subsets]
+            finite = sorted(r for r in ratios if r is not None)
+            summary[h] = {
+                "subsets": len(subsets), "resolved": sum(s[h]["resolved"] for s in subsets),
+                "bounded": sum(r is None for r in ratios),
+                "median_ratio": (statistics.median(ratios) if None not in ratios
+                                 else None),  # a bound counts as wider than any ratio
+                "largest_ratio": None if None in ratios else finite[-1],
+                "smallest_ratio": finite[0] if finite else None,
+            }  # fmt: skip
+        by_k[k] = {"summary": summary, "subsets": subsets}
+    return {"repeats": repeats, "by_k": by_k}
+
+
+def main_measured(path: Path, out_path: Path) -> None:
+    results = json.loads(path.read_text())
+    record = {
+        "what": "MEASURED upper/lower of the headline 95% intervals with k of a study's worth "
+                "repeats (every subset of k), by the study's own estimator (worth.reanalyse)",
+        "target_ratio": RESOLVED_RATIO, "source": str(path),
+        "study": results.get("config", {}).get("name"),
+        "code_version": results.get("code_version"), "hardware": results.get("hardware"),
+        **measured(results),
+    }  # fmt: skip
+    atomic_write_json(out_path, record)
+    for k, row in record["by_k"].items():
+        print(f"k={k}: " + "   ".join(
+            f"{h}: median {fmt(s['median_ratio'])}, largest {fmt(s['largest_ratio'])}, "
+            f"resolved {s['resolved']}/{s['subsets']}" for h, s in row["summary"].items()))
+
+
+def fmt(r: float | None) -> str:
+    return "bound" if r is None else f"{r:.2f}"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--measured", type=Path, help="a study's results.json (n > 2 repeats)")
+    parser.add_argument("--out", type=Path, help="with --measured: the JSON to write")
+    args = parser.parse_args()
+    if args.measured:
+        main_measured(args.measured, args.out or RESULTS / "cpu-2core-worth-repeats-measured.json")
+        return
     out = {name: study(name) for name in STUDIES}
     summary = {f"{name}: {h}": {k: smallest_n(s[h]["projected_ratio"][k])
                                 for k in ("delta", "one_fitted_curve")}
