@@ -1,7 +1,8 @@
 """How many worth repeats does a reader need? A projection from the published cpu studies.
 
 No study is run: this reads the per-repeat macro-F1 of the worth cells in the published
-results (benchmarks/results/cpu-2core-study-*.json, n=2 repeats per worth cell) and projects
+results (benchmarks/results/cpu-2core-study-*.json; n=2 repeats per worth cell when
+cpu-2core-worth-repeats.json was written, 5 since the December 2 reruns) and projects
 the width (upper / lower) of the two headline 95% intervals of synthmix.experiment.worth for
 n = 2, 3, 5, 8, 12 repeats, under the spread those n=2 runs showed. It is a PROJECTION from n=2
 data, not a measurement at n repeats.
