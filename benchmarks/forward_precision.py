@@ -21,7 +21,7 @@ import torch
 
 from synthmix.diffusion.unet import UNet, unet_config
 from synthmix.files import atomic_write_json
-from synthmix.runinfo import hardware
+from synthmix.runinfo import code_version, hardware
 
 BATCH, SIZE, REPEATS = 250, 16, 5
 
@@ -58,7 +58,8 @@ def main() -> None:
         print(f"{preset:9} fp32 {fp32:8.1f}  bf16 {bf16:8.1f} images/s  ({bf16 / fp32:.2f}x)")
     atomic_write_json(args.out, {"batch": BATCH, "image_size": SIZE, "threads": args.threads,
                                  "load_1min_start": load, "load_1min_end": os.getloadavg()[0],
-                                 "hardware": hardware(), "rows": rows})
+                                 "hardware": hardware(), "code_version": code_version(),
+                                 "rows": rows})
 
 
 if __name__ == "__main__":

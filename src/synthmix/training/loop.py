@@ -241,12 +241,8 @@ def fit(
         raise SynthmixError(f"{len(train_x)} training images cannot be shared by "
                             f"{run.comm.world} ranks")
     run.total_steps = planned_steps(cfg, len(train_x), run.comm.world)
-    if run.comm.world == 1:  # amp auto on a bf16 CPU: measured (ranks could disagree)
-        probe_x = train_x[: cfg.batch_size]
-        probe_x = probe_x.contiguous(memory_format=torch.channels_last) \
-            if cfg.channels_last and probe_x.dim() == 4 else probe_x
-        run.amp_dtype = choose_amp(cfg.amp, device, model, task, probe_x,
-                                   train_y[: cfg.batch_size])
+    if run.comm.world == 1:  # amp auto on a bf16 CPU: by the network's FLOPs (one process)
+        run.amp_dtype = choose_amp(cfg.amp, device, model, task, train_x[:2], train_y[:2])
     while not run.should_stop():
         run.epoch(train_x, train_y)
     run.finish()

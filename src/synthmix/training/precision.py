@@ -58,5 +58,3 @@ def train_gflop_per_image(model: nn.Module, task: Any, x: torch.Tensor, y: torch
         loss = task.train_loss(probe, x, y, StepRandom(torch.Generator().manual_seed(0)))
         loss.backward()
     return counter.get_total_flops() / len(x) / 1e9
-
-
