@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmix.config import load_config
+from synthmix.errors import ConfigError
 from synthmix.training import TrainConfig, fit
 from synthmix.training import loop as loop_module
 from synthmix.training.loop import lr_at, planned_steps, warmup_steps
@@ -147,6 +148,9 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
 
     assert sampling_dtype("cpu") is None and precision_label(None) == "fp32"
     assert precision_label(torch.bfloat16) == "bf16"
+    assert sampling_dtype("cpu", "bf16") is torch.bfloat16 and sampling_dtype("cpu", "fp32") is None
+    with pytest.raises(ConfigError, match="sampling precision 'fp16' is unknown"):
+        sampling_dtype("cpu", "fp16")
     ddpm = load_ddpm(tiny_ddpm)
     settings = SamplerSettings(sampler="ddim", steps=2, guidance_scale=2.0)
     out = sample_from_ddpm(ddpm, tmp_path / "set", n_per_class=1, settings=settings,
@@ -162,3 +166,7 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
     torch.testing.assert_close(fp32, again, rtol=0, atol=0)
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # autocast engaged
     assert (bf16 - fp32).abs().max() < 0.1  # ... and the update stayed in fp32
+    # Asked for, bf16 runs on the CPU too, and the manifest says so.
+    out = sample_from_ddpm(ddpm, tmp_path / "bf16", n_per_class=1, settings=settings,
+                           progress=False, precision="bf16")
+    assert json.loads((out / "manifest.json").read_text())["environment"]["precision"] == "bf16"

@@ -74,6 +74,7 @@ def test_tiny_end_to_end_shares_noise_scores_on_validation_and_resumes(sq, tmp_p
     # Guided steps cost two network evaluations each.
     assert [r["nfe_per_image"] for r in result["configs"]] == [2 * T, 2 * T, 6, 6]
     assert result["reference"] == "ancestral-T w=3"
+    assert result["precision"] == "fp32"  # auto on the CPU
     best = result["cheapest_within_tolerance"]
     assert best is not None and best["nfe_ratio"] == pytest.approx(2 * T / best["nfe_per_image"])
     sets = [read_synthetic_set(r["set_dir"]) for r in result["configs"]]

@@ -125,10 +125,24 @@ def generation_record(seed_rule: int, num_shards: int) -> dict[str, Any]:
             "seed_rule_version": seed_rule, "order": ORDER_RULE, "num_shards": num_shards}
 
 
-def sampling_dtype(device: torch.device | str) -> torch.dtype | None:
-    """The U-Net's autocast dtype when sampling: bf16 on CUDA (fp16 where the GPU lacks bf16),
-    where fp32 convolutions are several times slower; fp32 on the CPU (no native bf16 here)."""
+SAMPLING_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def sampling_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The U-Net's autocast dtype when sampling. `auto`: bf16 on CUDA (fp16 where the GPU lacks
+    bf16), where fp32 convolutions are several times slower; fp32 on the CPU, where bf16 is
+    10-15x slower without native bf16 (AVX2) and, with it (AMX), about 2x faster for the
+    forward pass but not yet judged on validation images for the study's samples
+    (benchmarks/sampler_quality.py --precision). `fp32`: no autocast; `bf16`: autocast to bf16
+    on any device (on a CPU without native bf16, slowly)."""
+    if precision not in SAMPLING_PRECISIONS:
+        raise ConfigError(f"sampling precision {precision!r} is unknown",
+                          hint=f"choose one of {', '.join(SAMPLING_PRECISIONS)}")
     device = torch.device(device)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
     return resolve_amp("auto", device) if device.type == "cuda" else None
 
 
@@ -215,14 +229,16 @@ def sample_from_ddpm(
     compile_model: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
+    precision: str = "auto",
 ) -> Path:
     """A class-balanced set from a trained DDPM (`synthmix.runs.ddpm.TrainedDDPM`), with the
     provenance every reader expects: checkpoint sha256 and run, sampler settings, seeds.
 
     Under torchrun the ranks share the shards; `rank=0, world_size=1` samples the whole set in
-    this process alone."""
+    this process alone. `precision`: the network's autocast when sampling (`sampling_dtype`);
+    the manifest's `environment` records it."""
     device = next(ddpm.model.parameters()).device
-    amp_dtype = sampling_dtype(device)
+    amp_dtype = sampling_dtype(device, precision)
     provenance = {
         "checkpoint_sha256": checkpoint_sha256 or sha256_file(ddpm.weights_file),
         "checkpoint": str(ddpm.weights_file),
