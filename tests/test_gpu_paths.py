@@ -134,9 +134,10 @@ def test_a_run_killed_before_its_only_checkpoint_starts_again(tmp_path: Path) ->
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
+def test_sampling_precision_is_recorded_and_the_cpu_samples_in_bf16_only_where_native(
     tiny_ddpm: Path, tmp_path: Path
 ) -> None:
+    from synthmix.device import cpu_native_bf16
     from synthmix.diffusion.settings import SamplerSettings
     from synthmix.runs.ddpm import load_ddpm
     from synthmix.synthetic.generate import (
@@ -146,7 +147,8 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
         sampling_dtype,
     )
 
-    assert sampling_dtype("cpu") is None and precision_label(None) == "fp32"
+    native = torch.bfloat16 if cpu_native_bf16() else None  # auto on the CPU: bf16 where native
+    assert sampling_dtype("cpu") is native and precision_label(None) == "fp32"
     assert precision_label(torch.bfloat16) == "bf16"
     assert sampling_dtype("cpu", "bf16") is torch.bfloat16 and sampling_dtype("cpu", "fp32") is None
     with pytest.raises(ConfigError, match="sampling precision 'fp16' is unknown"):
@@ -156,7 +158,7 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
     out = sample_from_ddpm(ddpm, tmp_path / "set", n_per_class=1, settings=settings,
                            progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["environment"]["precision"] == "fp32"
+    assert manifest["environment"]["precision"] == precision_label(native)
     labels, seeds = torch.arange(4), [0, 1, 2, 3]
     fp32 = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu")(labels, seeds)
     again = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu",
