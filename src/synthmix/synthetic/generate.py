@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -125,7 +125,8 @@ def generation_record(seed_rule: int, num_shards: int) -> dict[str, Any]:
             "seed_rule_version": seed_rule, "order": ORDER_RULE, "num_shards": num_shards}
 
 
-SAMPLING_PRECISIONS = ("auto", "fp32", "bf16")
+SamplingPrecision = Literal["auto", "fp32", "bf16"]
+SAMPLING_PRECISIONS: tuple[str, ...] = get_args(SamplingPrecision)
 
 
 def sampling_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
