@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from synthmix.errors import ConfigError, SynthmixError
+from synthmix.synthetic.generate import SAMPLING_PRECISIONS
 
 log = logging.getLogger("synthmix.sampler_quality")
 
@@ -127,10 +128,11 @@ def run_sampler_quality(
     thresholding: Sequence[str] = ("none",), n_per_class: int = 100, seeds: int = 2,
     base_seed: int = 0, classifier_preset: str = "tiny", max_epochs: int = 15,
     patience: int = 3, batch_size: int | None = None, device: str = "auto",
-    progress: bool = True, which: str = "best",
+    progress: bool = True, which: str = "best", precision: str = "auto",
 ) -> dict[str, Any]:
     """Sample and score every candidate, write OUT/sampler_quality.json and .png; returns what
-    the JSON holds. `which`: the DDPM checkpoint sampled from (`load_ddpm`)."""
+    the JSON holds. `which`: the DDPM checkpoint sampled from (`load_ddpm`); `precision`: the
+    network's autocast when sampling (`synthmix.synthetic.generate.sampling_dtype`)."""
     from synthmix.config import to_dict
     from synthmix.device import select_device
     from synthmix.files import atomic_write_json, sha256_file
@@ -138,7 +140,8 @@ def run_sampler_quality(
     from synthmix.runs.common import prepare_data
     from synthmix.runs.ddpm import load_ddpm
     from synthmix.synthetic.cas import cas_classifier_config, load_feature_classifier
-    from synthmix.synthetic.tune import TuneData, candidate_grid, tune_sampling
+    from synthmix.synthetic.generate import precision_label, sampling_dtype
+    from synthmix.synthetic.tune import TuneData, candidate_grid, ddpm_device, tune_sampling
 
     if n_per_class < 2 or seeds < 1:
         raise ConfigError("--n-per-class must be >= 2 and --seeds >= 1")
@@ -154,7 +157,7 @@ def run_sampler_quality(
     tuned = tune_sampling(ddpm, grid, TuneData(tuple(data.class_names), data.classifier_val,
                                                ccfg), out, n_per_class=n_per_class, seeds=seeds,
                           base_seed=base_seed, batch_size=batch_size or ddpm.cfg.sample.batch_size,
-                          progress=progress)
+                          progress=progress, precision=precision)
     n_train = round(n_per_class * len(data.class_names) * 0.9)
     baseline = real_baseline(data, n_train, ccfg, out / "real-baseline", seeds, progress)
     feature_net = load_feature_classifier(out / "real-baseline" / "seed-0", ccfg,
@@ -168,6 +171,7 @@ def run_sampler_quality(
     result = {
         "scored_on": "the classifier half's validation split (never the test set)",
         "ddpm_run": str(Path(run_dir).resolve()), "checkpoint": which,
+        "precision": precision_label(sampling_dtype(ddpm_device(ddpm), precision)),
         "checkpoint_sha256": sha256_file(
             ddpm.weights_file), "T": T, "n_per_class": n_per_class,
         "num_images": n_per_class * len(data.class_names), "base_seed": base_seed,
@@ -308,6 +312,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per sampling batch")
     p.add_argument("--num-threads", type=int, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="torch device (default: auto)")
+    p.add_argument("--precision", choices=SAMPLING_PRECISIONS, default=SAMPLING_PRECISIONS[0],
+                   help="the network's autocast when sampling (auto: bf16 on CUDA, fp32 on "
+                        "the CPU); judge bf16 against fp32 with two runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -326,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_per_class=args.n_per_class, seeds=args.seeds, base_seed=args.seed,
             classifier_preset=args.classifier_preset, max_epochs=args.max_epochs,
             patience=args.patience, batch_size=args.batch_size, device=args.device,
-            progress=not args.no_progress)
+            progress=not args.no_progress, precision=args.precision)
     except SynthmixError as e:
         print(f"sampler_quality: error: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmix.config import load_config
+from synthmix.errors import ConfigError
 from synthmix.training import TrainConfig, fit
 from synthmix.training import loop as loop_module
 from synthmix.training.loop import lr_at, planned_steps, warmup_steps
@@ -133,9 +134,10 @@ def test_a_run_killed_before_its_only_checkpoint_starts_again(tmp_path: Path) ->
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
+def test_sampling_precision_is_recorded_and_the_cpu_samples_in_bf16_only_where_native(
     tiny_ddpm: Path, tmp_path: Path
 ) -> None:
+    from synthmix.device import cpu_native_bf16
     from synthmix.diffusion.settings import SamplerSettings
     from synthmix.runs.ddpm import load_ddpm
     from synthmix.synthetic.generate import (
@@ -145,14 +147,18 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
         sampling_dtype,
     )
 
-    assert sampling_dtype("cpu") is None and precision_label(None) == "fp32"
+    native = torch.bfloat16 if cpu_native_bf16() else None  # auto on the CPU: bf16 where native
+    assert sampling_dtype("cpu") is native and precision_label(None) == "fp32"
     assert precision_label(torch.bfloat16) == "bf16"
+    assert sampling_dtype("cpu", "bf16") is torch.bfloat16 and sampling_dtype("cpu", "fp32") is None
+    with pytest.raises(ConfigError, match="sampling precision 'fp16' is unknown"):
+        sampling_dtype("cpu", "fp16")
     ddpm = load_ddpm(tiny_ddpm)
     settings = SamplerSettings(sampler="ddim", steps=2, guidance_scale=2.0)
     out = sample_from_ddpm(ddpm, tmp_path / "set", n_per_class=1, settings=settings,
                            progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["environment"]["precision"] == "fp32"
+    assert manifest["environment"]["precision"] == precision_label(native)
     labels, seeds = torch.arange(4), [0, 1, 2, 3]
     fp32 = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu")(labels, seeds)
     again = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu",
@@ -162,3 +168,7 @@ def test_sampling_precision_is_recorded_and_the_cpu_samples_in_fp32(
     torch.testing.assert_close(fp32, again, rtol=0, atol=0)
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # autocast engaged
     assert (bf16 - fp32).abs().max() < 0.1  # ... and the update stayed in fp32
+    # Asked for, bf16 runs on the CPU too, and the manifest says so.
+    out = sample_from_ddpm(ddpm, tmp_path / "bf16", n_per_class=1, settings=settings,
+                           progress=False, precision="bf16")
+    assert json.loads((out / "manifest.json").read_text())["environment"]["precision"] == "bf16"

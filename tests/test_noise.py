@@ -105,7 +105,9 @@ def test_rule_1_sets_stay_regenerable(tiny_run, tmp_path) -> None:
     settings, rule = settings_of(syn.manifest)
     assert rule == 1 and settings.sampler == "ddim" and settings.steps == 2
     ddpm = load_ddpm(tiny_run)
-    fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu", seed_rule=rule)
+    amp = {"fp32": None, "bf16": torch.bfloat16}[syn.manifest["environment"]["precision"]]
+    fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu", seed_rule=rule,
+                                  amp_dtype=amp)  # in the precision the set was sampled in
     i = 7  # image 7 alone, from its (label, seed)
     x0 = fn(torch.tensor([int(syn.labels[i])]), [int(syn.seeds[i])])
     pixels = ((x0 + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

@@ -10,6 +10,7 @@ from benchmark_module import benchmark_module
 from test_study import macro_f1_of
 
 from synthmix.cli import main as synthmix_main
+from synthmix.device import cpu_native_bf16
 from synthmix.errors import ConfigError
 from synthmix.metrics.speckle import speckle_summary
 from synthmix.synthetic.format import read_synthetic_set
@@ -74,6 +75,7 @@ def test_tiny_end_to_end_shares_noise_scores_on_validation_and_resumes(sq, tmp_p
     # Guided steps cost two network evaluations each.
     assert [r["nfe_per_image"] for r in result["configs"]] == [2 * T, 2 * T, 6, 6]
     assert result["reference"] == "ancestral-T w=3"
+    assert result["precision"] == ("bf16" if cpu_native_bf16() else "fp32")  # auto on the CPU
     best = result["cheapest_within_tolerance"]
     assert best is not None and best["nfe_ratio"] == pytest.approx(2 * T / best["nfe_per_image"])
     sets = [read_synthetic_set(r["set_dir"]) for r in result["configs"]]

@@ -32,8 +32,10 @@ ddpm:
     unet: {preset: tiny}  # the presets' dropout, 0.1
     train: {max_steps: 6, steps_per_epoch: 3, batch_size: 32, ema_decay: 0.9}
     sample: {sampler: ddim, steps: 2, grid_per_class: 1, grid_every_epochs: 0}
+# fp32 sampling: the DDP DDPM differs from the one-process one by float rounding, which
+# bf16 sampling (auto on CPUs with native bf16) would carry into the pixels.
 synthetic: {n_per_class: 8, sampler: dpmpp, steps: 2, guidance_scale: auto, sets: 2,
-            batch_size: 40, shard_size: 40}
+            batch_size: 40, shard_size: 40, precision: fp32}
 tune: {guidance_scales: [0.5, 2.0], n_per_class: 4}
 classifier:
   model: {preset: tiny}
@@ -219,6 +221,7 @@ def test_torchrun_shares_the_cells_between_two_ranks(twice, tmp_path: Path) -> N
     for j in (0, 1):
         sets = [read_synthetic_set(s / "synthetic" / f"set-{j}") for s in (one, out)]
         assert np.array_equal(sets[0].images, sets[1].images)
+        assert {s.manifest["environment"]["precision"] for s in sets} == {"fp32"}  # as asked
     tunings = [json.loads((s / "tuning" / "tuning.json").read_text()) for s in (one, out)]
     assert [c["val_macro_f1"] for c in tunings[0]["candidates"]] == [
         c["val_macro_f1"] for c in tunings[1]["candidates"]]

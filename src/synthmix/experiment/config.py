@@ -22,6 +22,7 @@ from synthmix.diffusion.settings import (
 from synthmix.experiment.mixes import STUDY_MIXES, MixSemantics
 from synthmix.runs.classifier import ClassifierRunConfig
 from synthmix.runs.common import DataConfig
+from synthmix.synthetic.generate import SamplingPrecision
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class SyntheticStage(SamplerSettings):
     batch_size: int = 256
     shard_size: int = 1024
     compile: bool = False  # torch.compile the U-Net for sampling (pays off for long sampling)
+    # The U-Net's autocast when sampling (synthetic.generate.sampling_dtype): auto is bf16 on
+    # CUDA and on CPUs with native bf16, fp32 elsewhere; fp32 for sets equal to the pixel
+    # across runs whose networks differ only by float rounding (DDP against one process).
+    precision: SamplingPrecision = "auto"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from synthmix.device import resolve_amp, select_device
+from synthmix.device import autocast, resolve_amp, select_device
 from synthmix.diffusion.samplers import guided_eps, network_evaluations
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.experiment.config import StudyConfig
@@ -24,6 +24,7 @@ from synthmix.experiment.stages import base_settings, ddpm_config_for
 from synthmix.runs.classifier import ClassifierTask, build_classifier, predict_logits
 from synthmix.runs.common import prepare_data
 from synthmix.runs.ddpm import DDPMTask, build_unet
+from synthmix.synthetic.generate import sampling_dtype
 from synthmix.training import distributed as dist
 from synthmix.training.loop import make_optimizer, planned_steps, train_step
 
@@ -120,7 +121,7 @@ def _sampling(cfg: StudyConfig, data: PreparedData, unet: torch.nn.Module,
     xt = torch.randn(sb, c, h, h, device=device)
     t = torch.full((sb,), schedule.T // 2, device=device)
     yl = torch.arange(sb, device=device) % k
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, sampling_dtype(device)):  # as sampling runs
         call = _seconds_per_call(lambda: guided_eps(unet, xt, t, yl, 1.0, k), device)
     per_nfe_image = call / (2 * sb)  # one guided call = 2 network evaluations per image
     nfe = network_evaluations(settings.sampler, settings.steps, schedule.T,

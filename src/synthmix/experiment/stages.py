@@ -145,7 +145,8 @@ def stage_tune(cfg: StudyConfig, ddpm_run: Path, study_dir: Path, stages: StageL
                               t.thresholding)
         tune_sampling(ddpm, grid, tune_data, out, n_per_class=t.n_per_class, seeds=t.seeds,
                       base_seed=t.seed, seed_rule=cfg.synthetic.seed_rule,
-                      batch_size=cfg.synthetic.batch_size, progress=progress, comm=comm)
+                      batch_size=cfg.synthetic.batch_size, progress=progress, comm=comm,
+                      precision=cfg.synthetic.precision)
 
     stages.run("tune", result_file.is_file(), run)
     result = json.loads(result_file.read_text())
@@ -182,7 +183,8 @@ def sample_set(cfg: StudyConfig, ddpm_run: Path, out: Path, stages: StageLog, na
         ddpm = load_ddpm(ddpm_run, device=select_device(cfg.device))
         sample_from_ddpm(ddpm, out, n_per_class=n_per_class, settings=settings, base_seed=seed,
                          seed_rule=s.seed_rule, shard_size=s.shard_size,
-                         batch_size=s.batch_size, progress=progress, compile_model=s.compile)
+                         batch_size=s.batch_size, progress=progress, compile_model=s.compile,
+                         precision=s.precision)
 
     def info() -> dict[str, Any]:
         images = json.loads(manifest.read_text())["num_images"]

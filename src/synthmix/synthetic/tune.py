@@ -112,8 +112,10 @@ def tune_sampling(
     batch_size: int = 256,
     progress: bool = False,
     comm: dist.Comm | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """Score every candidate on validation images and choose one; writes OUT/tuning.json."""
+    """Score every candidate on validation images and choose one; writes OUT/tuning.json.
+    `precision`: the network's autocast when sampling (`generate.sampling_dtype`)."""
 
     comm = comm or dist.group()
     if not candidates or seeds < 1 or n_per_class < 2:
@@ -128,7 +130,7 @@ def tune_sampling(
         sample_from_ddpm(ddpm, where / "set", n_per_class=n_per_class, settings=settings,
                          base_seed=base_seed, seed_rule=seed_rule, batch_size=batch_size,
                          shard_size=max(batch_size, n_per_class), progress=progress,
-                         rank=0, world_size=1)
+                         rank=0, world_size=1, precision=precision)
         if fresh or not (where / "sampling.json").is_file():
             # Sampled whole in this call, its time is the set's sampling time; a set finished
             # after a kill has no one time (null), but the record is there as in a plain run.
