@@ -313,8 +313,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--num-threads", type=int, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="torch device (default: auto)")
     p.add_argument("--precision", choices=SAMPLING_PRECISIONS, default=SAMPLING_PRECISIONS[0],
-                   help="the network's autocast when sampling (auto: bf16 on CUDA, fp32 on "
-                        "the CPU); judge bf16 against fp32 with two runs")
+                   help="the network's autocast when sampling (auto: bf16 on CUDA and on CPUs "
+                        "with native bf16, fp32 elsewhere); judge bf16 against fp32 with two runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 

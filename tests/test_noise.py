@@ -96,7 +96,7 @@ def test_sample_seed_0_and_seed_1_give_different_images_on_the_cpu(tiny_run, tmp
 
 def test_rule_1_sets_stay_regenerable(tiny_run, tmp_path) -> None:
     from synthmix.runs.ddpm import load_ddpm
-    from synthmix.synthetic.generate import make_diffusion_sample_fn, settings_of
+    from synthmix.synthetic.generate import make_diffusion_sample_fn, sampling_dtype, settings_of
 
     old = _sample(tiny_run, tmp_path / "old", "--seed-rule", "1")
     new = _sample(tiny_run, tmp_path / "new")
@@ -105,7 +105,7 @@ def test_rule_1_sets_stay_regenerable(tiny_run, tmp_path) -> None:
     settings, rule = settings_of(syn.manifest)
     assert rule == 1 and settings.sampler == "ddim" and settings.steps == 2
     ddpm = load_ddpm(tiny_run)
-    amp = {"fp32": None, "bf16": torch.bfloat16}[syn.manifest["environment"]["precision"]]
+    amp = sampling_dtype("cpu", syn.manifest["environment"]["precision"])
     fn = make_diffusion_sample_fn(ddpm.model, ddpm.schedule, settings, "cpu", seed_rule=rule,
                                   amp_dtype=amp)  # in the precision the set was sampled in
     i = 7  # image 7 alone, from its (label, seed)

@@ -121,7 +121,7 @@ def _sampling(cfg: StudyConfig, data: PreparedData, unet: torch.nn.Module,
     xt = torch.randn(sb, c, h, h, device=device)
     t = torch.full((sb,), schedule.T // 2, device=device)
     yl = torch.arange(sb, device=device) % k
-    with torch.inference_mode(), autocast(device, sampling_dtype(device)):  # as sampling runs
+    with torch.inference_mode(), autocast(device, sampling_dtype(device, cfg.synthetic.precision)):
         call = _seconds_per_call(lambda: guided_eps(unet, xt, t, yl, 1.0, k), device)
     per_nfe_image = call / (2 * sb)  # one guided call = 2 network evaluations per image
     nfe = network_evaluations(settings.sampler, settings.steps, schedule.T,
