@@ -113,6 +113,19 @@ def train_candidate(base: Path, cand: Candidate, snapshots: Sequence[int], data_
     return train_ddpm(cfg, run_dir, resume=(run_dir / "checkpoints").is_dir(), progress=progress)
 
 
+def judge_key(run_dir: Path) -> str:
+    """What a point is judged on: the image shape and the split of the DDPM's data. Candidates
+    with the same key share one real-trained baseline (and FID feature network); a candidate
+    at another image size or DDPM share of the data gets its own, on its own validation split."""
+    from synthmix.commands.quality import ddpm_data_section
+
+    shape = json.loads((run_dir / "run.json").read_text())["image_shape"]
+    data = ddpm_data_section({"provenance": {"run_dir": str(run_dir)}})
+    share = float(data.get("diffusion_fraction", 0.5))
+    return (f"{'x'.join(map(str, shape))} diffusion_fraction {share:g} "
+            f"split_seed {data.get('split_seed', 0)}")
+
+
 def judge_point(run_dir: Path, which: str, out: Path, args: argparse.Namespace,
                 baseline: Path | None) -> dict[str, Any]:
     """One checkpoint judged by sampler_quality (validation CAS and FID), reused if done."""
@@ -143,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     out: Path = args.out
     rows: list[dict[str, Any]] = []
-    baseline: Path | None = None
+    baselines: dict[str, Path] = {}  # one real-trained baseline per judge data (judge_key)
     candidates = [parse_candidate(c) for c in args.candidate]
     for cand in candidates:
         run_dir = out / cand.name / "ddpm"
@@ -152,9 +165,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         last_epoch = int(summary["epochs"])
         points = [(snapshot_name(e), e) for e in args.snapshot_epochs if e < last_epoch]
         points.append(("best", last_epoch))
+        key = judge_key(run_dir)
         for which, epoch in points:
-            judged = judge_point(run_dir, which, out / cand.name / which, args, baseline)
-            baseline = baseline or out / cand.name / which / "real-baseline"
+            judged = judge_point(run_dir, which, out / cand.name / which, args,
+                                 baselines.get(key))
+            baselines.setdefault(key, out / cand.name / which / "real-baseline")
             seconds, step = training_seconds_at(run_dir, which, epoch)
             for cfg_row in judged["configs"]:
                 rows.append({
@@ -167,6 +182,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "guidance_scale": cfg_row["settings"]["guidance_scale"],
                     "val_macro_f1": cfg_row["val_macro_f1"],
                     "fid_vs_validation": cfg_row["fid_vs_validation"],
+                    "precision_vs_validation": cfg_row.get("precision_vs_validation"),
+                    "recall_vs_validation": cfg_row.get("recall_vs_validation"),
+                    "judge_data": key, "n_validation": judged.get("n_validation"),
+                    "real_baseline_val_macro_f1": judged["real_baseline"]["val_macro_f1"],
                     "isolated_pixels_per_image": cfg_row["isolated_pixels_per_image"],
                 })  # fmt: skip
     reference = rows_of(rows, candidates[0].name, final=True)

@@ -107,11 +107,11 @@ def real_baseline(data: Any, n_train: int, ccfg: Any, out: Path, seeds: int,
 
 
 def set_measures(row: dict[str, Any], data: Any, feature_net: Any) -> dict[str, Any]:
-    """Isolated pixels per image and FID against the validation images (feature space of the
-    real-trained baseline)."""
+    """Isolated pixels per image, FID and improved precision/recall (k=3) against the
+    validation images (feature space of the real-trained baseline)."""
     from synthmix.data import to_uint8_images
     from synthmix.metrics.features import FeatureNet, extract_features
-    from synthmix.metrics.generative import frechet_distance
+    from synthmix.metrics.generative import frechet_distance, precision_recall
     from synthmix.metrics.speckle import speckle_summary
     from synthmix.synthetic.format import read_synthetic_set
 
@@ -119,7 +119,9 @@ def set_measures(row: dict[str, Any], data: Any, feature_net: Any) -> dict[str, 
     net = FeatureNet(feature_net)
     real_f = extract_features(net, to_uint8_images(data.classifier_val[0]))
     syn_f = extract_features(net, syn.images)
-    return {**speckle_summary(syn.images), "fid_vs_validation": frechet_distance(real_f, syn_f)}
+    pr = precision_recall(real_f, syn_f)
+    return {**speckle_summary(syn.images), "fid_vs_validation": frechet_distance(real_f, syn_f),
+            "precision_vs_validation": pr["precision"], "recall_vs_validation": pr["recall"]}
 
 
 def run_sampler_quality(

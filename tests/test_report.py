@@ -227,3 +227,33 @@ def test_missing_or_broken_results_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(SynthmixError, match="not readable JSON"):
         write_report(tmp_path)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_report_says_which_images_each_part_saw(tmp_path: Path, fraction: float) -> None:
+    """The split and the full-data scenario each say who trained and chose on which images,
+    with the sizes of the saved split (the study's splits.json, written by the real code)."""
+    from synthmix.data.splits import make_study_splits
+
+    labels = np.repeat(np.arange(10), 40)  # 400 images
+    splits = make_study_splits(labels, seed=3, diffusion_fraction=fraction, val_fraction=0.1)
+    splits.save(tmp_path / "splits.json")
+    runs = [_run(0, 0.9, "classifiers/exp-1/seed-0")]
+    results = {"name": "s", "dataset": "mnist", "semantics": "fraction-of-pools", "seeds": 1,
+               "config": _config("fraction-of-pools"),  # real_pool_size 300
+               "table": [{"name": "Exp 1", "real": 1.0, "synthetic": 0.0, "runs": runs,
+                          **summarise_runs(runs), "paper_f1": None}],
+               "guidance_sweep": [], "quality": None, "stages": {}, "wall_seconds": 1.0}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    md = write_report(tmp_path).read_text(encoding="utf-8")
+    para = next(line for line in md.splitlines() if line.startswith("Which images each part"))
+    if fraction == 1.0:
+        assert "full-data scenario" in para
+        assert "the DDPM trained on 360 images" in para and "validated on 40" in para
+        assert "from the same 360 (the pool capped at 300)" in para
+        assert "the same 40 validation images the DDPM validated on" in para
+    else:
+        assert "split scenario, seed 3" in para and "DDPM part (50%)" in para
+        assert "the DDPM trained on 180 images and validated on 20" in para
+        assert "part's 180 (no cap)" in para and "No image is in two of these sets" in para
+    assert "The test set was read once per classifier" in para

@@ -161,7 +161,44 @@ def _what_was_run(rep: Report) -> list[Block]:
         f"{f'{cut} px squares' if cut else 'off'}, test-time flip "
         f"{'on' if clf.get('test_time_flip') else 'off'}."
     )
-    return [Heading("What was run"), Para(text)]
+    out: list[Block] = [Heading("What was run"), Para(text)]
+    who = _who_saw_what(rep)
+    return out + [Para(who)] if who else out
+
+
+def _who_saw_what(rep: Report) -> str | None:
+    """Which images the DDPM, the tuning and the classifiers saw (splits.json), or None when
+    the study has no split record (a DDPM reused from elsewhere on a user folder, say)."""
+    splits = _read_json(rep.study_dir / "splits.json")
+    if not splits or not all(isinstance(splits.get(k), list) for k in
+                             ("diffusion_train", "diffusion_val", "classifier_train",
+                              "classifier_val")):
+        return None
+    n = {k: len(splits[k]) for k in ("diffusion_train", "diffusion_val", "classifier_train",
+                                      "classifier_val")}
+    cap = ((rep.results.get("config") or {}).get("mixes") or {}).get("real_pool_size")
+    pool = (f" (the pool capped at {cap:,})" if cap and cap < n["classifier_train"] else
+            " (no cap)")
+    if splits.get("overlap"):
+        return (
+            f"Which images each part saw (the full-data scenario, diffusion_fraction 1): the "
+            f"DDPM trained on {n['diffusion_train']:,} images of the train set and validated "
+            f"on {n['diffusion_val']:,}; the classifiers drew their real images from the same "
+            f"{n['classifier_train']:,}{pool}, so the synthetic data comes from a model that "
+            f"saw the classifiers' real images; guidance tuning and every classifier's early "
+            f"stopping read the same {n['classifier_val']:,} validation images the DDPM "
+            f"validated on (it never trained on them). The test set was read once per "
+            f"classifier, at the end, and steered nothing.")
+    share = float(splits.get("diffusion_fraction", 0.5))
+    return (
+        f"Which images each part saw (split scenario, seed {splits.get('seed', '?')}): the "
+        f"train set was split class-stratified into a DDPM part ({share:.0%}) and a "
+        f"classifier part; the DDPM trained on {n['diffusion_train']:,} images and validated "
+        f"on {n['diffusion_val']:,}; the classifiers drew their real images from the other "
+        f"part's {n['classifier_train']:,}{pool}; guidance tuning and every classifier's early "
+        f"stopping read that part's {n['classifier_val']:,} validation images. No image is in "
+        f"two of these sets. The test set was read once per classifier, at the end, and "
+        f"steered nothing.")
 
 
 def _table6(rep: Report) -> list[Block]:
