@@ -470,12 +470,19 @@ def load_results(study_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError("no results.json in the study directory", path=path,
                         hint="run `synthmix experiment` on it first")
+    return read_results_json(path)
+
+
+def read_results_json(path: Path) -> dict[str, Any]:
+    """A study's results (results.json, or a published copy under another name)."""
+    if not path.is_file():
+        raise DataError("no such results file", path=path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"results.json is not readable JSON ({err})", path=path) from None
+        raise DataError(f"the results file is not readable JSON ({err})", path=path) from None
     if not isinstance(data, dict):
-        raise DataError("results.json must hold a JSON object", path=path)
+        raise DataError("the results file must hold a JSON object", path=path)
     return data
 
 

@@ -49,6 +49,30 @@ def paired_difference(
     return out
 
 
+def welch_difference(
+    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+) -> dict[str, Any] | None:
+    """mean(a) - mean(b) for two independent groups (nothing shared repeat by repeat, e.g.
+    two studies), with Welch's t interval (Welch-Satterthwaite degrees of freedom) and the
+    verdict of `paired_difference`; None unless both groups have two or more values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    sa, sb = mean_std(a), mean_std(b)
+    va, vb = sa["std"] ** 2 / sa["n"], sb["std"] ** 2 / sb["n"]
+    diff = sa["mean"] - sb["mean"]
+    se = math.sqrt(va + vb)
+    if se == 0:
+        low = high = diff
+        df = float(sa["n"] + sb["n"] - 2)
+    else:
+        df = (va + vb) ** 2 / (va**2 / (sa["n"] - 1) + vb**2 / (sb["n"] - 1))
+        half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+        low, high = diff - half, diff + half
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "no clear difference"
+    return {"mean": diff, "ci_low": low, "ci_high": high, "df": df, "n": min(sa["n"], sb["n"]),
+            "n_a": sa["n"], "n_b": sb["n"], "confidence": confidence, "verdict": verdict}
+
+
 def n_ok(stats: dict[str, Any]) -> bool:
     return int(stats.get("n") or 0) >= 2
 
