@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from synthmix.errors import ConfigError, SynthmixError
-from synthmix.synthetic.generate import SAMPLING_PRECISIONS
+from synthmix.synthetic.generate import SAMPLING_PRECISIONS, SamplingPrecision
 
 log = logging.getLogger("synthmix.sampler_quality")
 
@@ -130,7 +130,7 @@ def run_sampler_quality(
     thresholding: Sequence[str] = ("none",), n_per_class: int = 100, seeds: int = 2,
     base_seed: int = 0, classifier_preset: str = "tiny", max_epochs: int = 15,
     patience: int = 3, batch_size: int | None = None, device: str = "auto",
-    progress: bool = True, which: str = "best", precision: str = "auto",
+    progress: bool = True, which: str = "best", precision: SamplingPrecision = "auto",
 ) -> dict[str, Any]:
     """Sample and score every candidate, write OUT/sampler_quality.json and .png; returns what
     the JSON holds. `which`: the DDPM checkpoint sampled from (`load_ddpm`); `precision`: the

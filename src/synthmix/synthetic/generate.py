@@ -233,7 +233,7 @@ def sample_from_ddpm(
     compile_model: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
-    precision: str = "auto",
+    precision: SamplingPrecision = "auto",
 ) -> Path:
     """A class-balanced set from a trained DDPM (`synthmix.runs.ddpm.TrainedDDPM`), with the
     provenance every reader expects: checkpoint sha256 and run, sampler settings, seeds.

@@ -41,7 +41,7 @@ from synthmix.files import atomic_write_json, slug
 from synthmix.metrics.classification import mean_std
 from synthmix.runs.classifier import ClassifierRunConfig, train_classifier
 from synthmix.synthetic.dataset import set_tensors
-from synthmix.synthetic.generate import sample_from_ddpm
+from synthmix.synthetic.generate import SamplingPrecision, sample_from_ddpm
 from synthmix.training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def tune_sampling(
     batch_size: int = 256,
     progress: bool = False,
     comm: dist.Comm | None = None,
-    precision: str = "auto",
+    precision: SamplingPrecision = "auto",
 ) -> dict[str, Any]:
     """Score every candidate on validation images and choose one; writes OUT/tuning.json.
     `precision`: the network's autocast when sampling (`generate.sampling_dtype`)."""
