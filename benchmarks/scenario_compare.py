@@ -129,6 +129,8 @@ def figure(sides: list[tuple[str, dict[str, Any]]], path: Path) -> None:
             right.errorbar([p["size"] for p in syn], [p["macro_f1"]["mean"] for p in syn],
                            yerr=[p["macro_f1"]["std"] for p in syn], marker="o", ms=3,
                            capsize=2, color=colour, label=label)
+    sizes = sorted({p["size"] for _, res in sides
+                    for p in (res.get("worth") or {}).get("synthetic_only") or []})
     left.set_xlabel("real images seen (log)")
     right.set_xlabel("synthetic images sampled (log)")
     for ax in (left, right):
@@ -136,6 +138,9 @@ def figure(sides: list[tuple[str, dict[str, Any]]], path: Path) -> None:
         ax.set_ylabel("test macro-F1 (± std over repeats)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
+    if sizes:  # the sizes tried, not log-scale tick labels that collide
+        right.set_xticks(sizes, [f"{x:,}" for x in sizes], fontsize=7)
+        right.minorticks_off()
     right.set_title("synthetic only", fontsize=9)
     left.set_title("learning curves", fontsize=9)
     _save(fig, path)
