@@ -279,19 +279,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="NAME or NAME:key=value,... (repeat; the first is the reference)")
     p.add_argument("--snapshot-epochs", nargs="*", type=int, default=[],
                    help="also judge each candidate's weights at the end of these epochs")
+    add_judge_arguments(p)
+    return p.parse_args(argv)
+
+
+def add_judge_arguments(p: argparse.ArgumentParser, sampler: str = "dpmpp:10",
+                        guidance: float = 1.0, n_per_class: int = 100) -> None:
+    """The data, judge and machine options this script shares with preliminary.py."""
     p.add_argument("--real", help="the real data set (default: the config's)")
     p.add_argument("--data-dir", help="where the data set's files are")
-    p.add_argument("--sampler", default="dpmpp:10", help="SAMPLER:STEPS (default %(default)s)")
-    p.add_argument("--guidance", nargs="+", type=float, default=[1.0])
-    p.add_argument("--n-per-class", type=int, default=100)
-    p.add_argument("--seeds", type=int, default=3, help="classifiers per point")
+    p.add_argument("--sampler", default=sampler, help="SAMPLER:STEPS (default %(default)s)")
+    p.add_argument("--guidance", nargs="+", type=float, default=[guidance])
+    p.add_argument("--n-per-class", type=int, default=n_per_class)
+    p.add_argument("--seeds", type=int, default=3, help="judge classifiers per point")
     p.add_argument("--max-epochs", type=int, default=15, help="judge classifier epochs")
     p.add_argument("--patience", type=int, default=3, help="judge early-stopping patience")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--num-threads", type=int)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -193,18 +193,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--T", type=int, nargs=2, default=[400, 1000], help="the two T compared")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an override of the base config for every DDPM (repeat)")
-    p.add_argument("--real", help="the real data set (default: the config's)")
-    p.add_argument("--data-dir", help="where the data set's files are")
-    p.add_argument("--sampler", default="dpmpp:20", help="SAMPLER:STEPS (default %(default)s)")
-    p.add_argument("--guidance", nargs="+", type=float, default=[2.0])
-    p.add_argument("--n-per-class", type=int, default=60)
-    p.add_argument("--seeds", type=int, default=3, help="classifiers per DDPM")
-    p.add_argument("--max-epochs", type=int, default=15, help="judge classifier epochs")
-    p.add_argument("--patience", type=int, default=3, help="judge early-stopping patience")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--num-threads", type=int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    ttq.add_judge_arguments(p, sampler="dpmpp:20", guidance=2.0, n_per_class=60)
     return p.parse_args(argv)
 
 
