@@ -144,7 +144,7 @@ def judge_point(run_dir: Path, which: str, out: Path, args: argparse.Namespace,
         run_dir, out, real=args.real, data_dir=args.data_dir, configs=[args.sampler],
         guidance=args.guidance, n_per_class=args.n_per_class, seeds=args.seeds,
         base_seed=0, classifier_preset="tiny", max_epochs=args.max_epochs,
-        patience=args.patience,
+        patience=args.patience, steps_per_epoch=args.steps_per_epoch,
         device=args.device, progress=not args.no_progress, which=which)
 
 
@@ -294,6 +294,8 @@ def add_judge_arguments(p: argparse.ArgumentParser, sampler: str = "dpmpp:10",
     p.add_argument("--seeds", type=int, default=3, help="judge classifiers per point")
     p.add_argument("--max-epochs", type=int, default=15, help="judge classifier epochs")
     p.add_argument("--patience", type=int, default=3, help="judge early-stopping patience")
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="judge classifier steps per epoch (default: one pass over its images)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--num-threads", type=int)
     p.add_argument("--device", default="auto")

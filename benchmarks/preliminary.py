@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config=args.config, candidate=specs, snapshot_epochs=[], real=args.real,
         data_dir=args.data_dir, sampler=args.sampler, guidance=args.guidance,
         n_per_class=args.n_per_class, seeds=args.seeds, max_epochs=args.max_epochs,
-        patience=args.patience, out=args.out, num_threads=args.num_threads, device=args.device,
+        patience=args.patience, steps_per_epoch=args.steps_per_epoch, out=args.out,
+        num_threads=args.num_threads, device=args.device,
         no_progress=args.no_progress)
     judged = ttq.run(t_args)
     titles = {

@@ -131,6 +131,7 @@ def run_sampler_quality(
     base_seed: int = 0, classifier_preset: str = "tiny", max_epochs: int = 15,
     patience: int = 3, batch_size: int | None = None, device: str = "auto",
     progress: bool = True, which: str = "best", precision: SamplingPrecision = "auto",
+    steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Sample and score every candidate, write OUT/sampler_quality.json and .png; returns what
     the JSON holds. `which`: the DDPM checkpoint sampled from (`load_ddpm`); `precision`: the
@@ -151,7 +152,8 @@ def run_sampler_quality(
     ddpm = load_ddpm(Path(run_dir), which=which, device=select_device(device))
     T = ddpm.schedule.T
     specs = parse_configs(configs, T)
-    ccfg = cas_classifier_config(classifier_preset, max_epochs, patience, device)
+    ccfg = cas_classifier_config(classifier_preset, max_epochs, patience, device,
+                                 steps_per_epoch)
     data_cfg = real_data_config(real, data_dir, run_dir)
     data = prepare_data(data_cfg)
     grid = candidate_grid(ddpm.cfg.sample, T, guidance, [f"{s.sampler}:{s.steps}" for s in specs],
@@ -310,6 +312,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/sampler-quality)")
     p.add_argument("--classifier-preset", choices=("tiny", "small", "paper"), default="tiny")
     p.add_argument("--max-epochs", type=int, default=15, help="classifier epochs")
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="classifier steps per epoch (default: one pass over its images)")
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
     p.add_argument("--batch-size", type=int, help="images per sampling batch")
     p.add_argument("--num-threads", type=int, help="torch intra-op threads")
@@ -335,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_per_class=args.n_per_class, seeds=args.seeds, base_seed=args.seed,
             classifier_preset=args.classifier_preset, max_epochs=args.max_epochs,
             patience=args.patience, batch_size=args.batch_size, device=args.device,
+            steps_per_epoch=args.steps_per_epoch,
             progress=not args.no_progress, precision=args.precision)
     except SynthmixError as e:
         print(f"sampler_quality: error: {e}", file=sys.stderr)

@@ -206,12 +206,16 @@ def load_feature_classifier(run_dir: Path, classifier_cfg: ClassifierRunConfig,
 
 
 def cas_classifier_config(preset: str, max_epochs: int, patience: int,
-                          device: str = "auto") -> ClassifierRunConfig:
-    """The fixed CAS classifier recipe: the study's optimiser, no EMA or clipping."""
+                          device: str = "auto",
+                          steps_per_epoch: int | None = None) -> ClassifierRunConfig:
+    """The fixed CAS classifier recipe: the study's optimiser, no EMA or clipping.
+    `steps_per_epoch` fixes an epoch's length (None: one pass over the training images), so a
+    judge on a few hundred images still trains for a set number of steps."""
     from synthmix.runs.classifier import ClassifierRunConfig
     from synthmix.training import TrainConfig
 
-    if max_epochs < 1 or patience < 1:
-        raise ConfigError("--max-epochs and --patience must be >= 1")
-    train = TrainConfig(max_epochs=max_epochs, patience=patience, ema_decay=None, grad_clip=None)
+    if max_epochs < 1 or patience < 1 or (steps_per_epoch is not None and steps_per_epoch < 1):
+        raise ConfigError("--max-epochs, --patience and --steps-per-epoch must be >= 1")
+    train = TrainConfig(max_epochs=max_epochs, patience=patience, ema_decay=None, grad_clip=None,
+                        steps_per_epoch=steps_per_epoch)
     return ClassifierRunConfig(model={"preset": preset}, train=train, device=device)
