@@ -36,7 +36,8 @@ def test_tiny_preliminary_judges_each_ddpm_on_its_own_validation(prelim, tmp_pat
     argv = [CFG, "--steps", "4", "--small", "8", "--large", "16", "--T", "8", "12",
             *(x for s in sets for x in ("--set", s)), "--real", "digits",
             "--sampler", "dpmpp:2", "--guidance", "1", "--n-per-class", "5", "--seeds", "2",
-            "--max-epochs", "1", "--patience", "1", "--out", str(out), "--no-progress"]
+            "--max-epochs", "1", "--patience", "1", "--steps-per-epoch", "3", "--out", str(out),
+            "--no-progress"]
     assert prelim.main(argv) == 0
     result = json.loads((out / prelim.RESULT_JSON).read_text())
     size_t = result["experiments"]["size-T"]["rows"]
@@ -57,6 +58,11 @@ def test_tiny_preliminary_judges_each_ddpm_on_its_own_validation(prelim, tmp_pat
     n_val = {r["candidate"]: r["n_validation"] for r in size_t + share}
     assert n_val["s8-T8-all"] > n_val["s8-T8-half"]  # the full-data split's validation is 10%
     assert not list(out.rglob("test_metrics.json"))  # the test set is never read
+    judged = json.loads((out / "s8-T8-half" / "best" / "sampler_quality.json").read_text())
+    assert judged["classifier"]["train"]["steps_per_epoch"] == 3  # a fixed-length epoch
+    summary = json.loads((out / "s8-T8-half" / "best" / "real-baseline" / "seed-0"
+                          / "train_summary.json").read_text())
+    assert summary["steps"] == 3 * summary["epochs"]
     for key in ("size-T", "data-share"):
         assert (out / f"prelim-{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / prelim.RESULT_MD).read_text()

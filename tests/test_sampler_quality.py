@@ -109,3 +109,15 @@ def test_tiny_end_to_end_shares_noise_scores_on_validation_and_resumes(sq, tmp_p
     again = sq.run_sampler_quality(run, out, **kwargs)
     assert [r["val_macro_f1"] for r in again["configs"]] == [
         r["val_macro_f1"] for r in result["configs"]]
+
+
+def test_cas_judge_recipe_can_fix_its_epoch_length():
+    from synthmix.errors import ConfigError
+    from synthmix.synthetic.cas import cas_classifier_config
+
+    assert cas_classifier_config("tiny", 15, 3).train.steps_per_epoch is None  # one pass
+    assert cas_classifier_config("tiny", 15, 3, steps_per_epoch=30).train.steps_per_epoch == 30
+    for bad in ({"max_epochs": 0}, {"steps_per_epoch": 0}):
+        kwargs = {"preset": "tiny", "max_epochs": 15, "patience": 3, **bad}
+        with pytest.raises(ConfigError, match="must be >= 1"):
+            cas_classifier_config(**kwargs)
