@@ -51,10 +51,12 @@ GRID_PER_CLASS = 6
 
 
 def candidates(steps: int, small: int, large: int, T: Sequence[int],
-               extra: Sequence[str] = ()) -> dict[str, list[str]]:
+               extra: Sequence[str] = (),
+               large_T: Sequence[int] | None = None) -> dict[str, list[str]]:
     """Experiment name -> candidate specs for ddpm_time_to_quality (the first is the shared
     reference: `small` pixels, the first T, half of the data). `extra`: key=value overrides
-    for every candidate, before the experiment's own."""
+    for every candidate, before the experiment's own; `large_T`: the T values run at the large
+    size (default: all of `T`; the large DDPMs cost the most minutes to judge)."""
     def spec(size: int, t: int, fraction: float) -> str:
         n = steps if size == small else max(1, steps * small**2 // large**2)
         name = f"s{size}-T{t}" + ("-all" if fraction == 1.0 else "-half")
@@ -63,8 +65,9 @@ def candidates(steps: int, small: int, large: int, T: Sequence[int],
                 f"train.warmup_steps={max(1, n // 10)},data.diffusion_fraction={fraction:g}")
 
     ref = spec(small, T[0], 0.5)
-    size_t = [ref] + [spec(s, t, 0.5) for s in (small, large) for t in T
-                      if (s, t) != (small, T[0])]
+    large_T = T if large_T is None else large_T
+    size_t = ([ref] + [spec(small, t, 0.5) for t in T[1:]]
+              + [spec(large, t, 0.5) for t in T if t in large_T])
     return {"size-T": size_t, "data-share": [ref, spec(small, T[0], 1.0)]}
 
 
@@ -144,14 +147,12 @@ def figure(title: str, rows: list[dict[str, Any]], out: Path, path: Path) -> Non
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from synthmix.files import atomic_write_json, atomic_write_text
 
-    experiments = candidates(args.steps, args.small, args.large, args.T, args.set)
-    names: list[str] = []
-    specs: list[str] = []
-    for exp in experiments.values():
-        for c in exp:
-            if c not in specs:
-                specs.append(c)
-                names.append(ttq.parse_candidate(c).name)
+    experiments = candidates(args.steps, args.small, args.large, args.T, args.set,
+                             args.large_T)
+    # Training order: the small-size DDPMs of both experiments first, the costly large ones
+    # last, so a run cut short still has experiment (b) whole.
+    specs = sorted(dict.fromkeys(c for exp in experiments.values() for c in exp),
+                   key=lambda c: f"data.image_size={args.large}," in c)
     t_args = argparse.Namespace(
         config=args.config, candidate=specs, snapshot_epochs=[], real=args.real,
         data_dir=args.data_dir, sampler=args.sampler, guidance=args.guidance,
@@ -192,6 +193,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--small", type=int, default=16, help="the small image size (pixels)")
     p.add_argument("--large", type=int, default=32, help="the large image size (pixels)")
     p.add_argument("--T", type=int, nargs=2, default=[400, 1000], help="the two T compared")
+    p.add_argument("--large-T", type=int, nargs="+",
+                   help="the T values also run at the large size (default: both)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an override of the base config for every DDPM (repeat)")
     ttq.add_judge_arguments(p, sampler="dpmpp:20", guidance=2.0, n_per_class=60)

@@ -25,6 +25,8 @@ def test_candidates_match_compute_and_share_the_reference(prelim):
     assert big["train.max_steps"] == "140" and big["train.warmup_steps"] == "14"  # 560 / 4
     assert big["unet.preset"] == "tiny" and big["data.image_size"] == "32"
     assert share[1].endswith("data.diffusion_fraction=1")
+    cut = prelim.candidates(560, 16, 32, [400, 1000], large_T=[400])["size-T"]
+    assert [c.split(":")[0] for c in cut] == ["s16-T400-half", "s16-T1000-half", "s32-T400-half"]
 
 
 @pytest.mark.slow
