@@ -137,10 +137,12 @@ def figure(title: str, rows: list[dict[str, Any]], out: Path, path: Path) -> Non
                 marker="_", s=300, label="real baseline")
     bar.set_xticks(x)
     bar.set_xticklabels([r["candidate"] for r in rows], rotation=45, ha="right", fontsize=7)
+    bar.yaxis.set_label_position("right")
+    bar.yaxis.tick_right()
     bar.set_ylabel("validation macro-F1 (± std over seeds)", fontsize=8)
     bar.legend(fontsize=7)
     bar.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1.06)
     _save(fig, path)
 
 
