@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synthmix.data.splits import SPLIT_NAMES
 from synthmix.errors import DataError
 from synthmix.experiment.report_folder import guard_section, sizing_section
 from synthmix.experiment.report_plots import _fmt_pct, plot_guidance_sweep, plot_table6_bar
@@ -170,12 +171,9 @@ def _who_saw_what(rep: Report) -> str | None:
     """Which images the DDPM, the tuning and the classifiers saw (splits.json), or None when
     the study has no split record (a DDPM reused from elsewhere on a user folder, say)."""
     splits = _read_json(rep.study_dir / "splits.json")
-    if not splits or not all(isinstance(splits.get(k), list) for k in
-                             ("diffusion_train", "diffusion_val", "classifier_train",
-                              "classifier_val")):
+    if not splits or not all(isinstance(splits.get(k), list) for k in SPLIT_NAMES):
         return None
-    n = {k: len(splits[k]) for k in ("diffusion_train", "diffusion_val", "classifier_train",
-                                      "classifier_val")}
+    n = {k: len(splits[k]) for k in SPLIT_NAMES}
     cap = ((rep.results.get("config") or {}).get("mixes") or {}).get("real_pool_size")
     pool = (f" (the pool capped at {cap:,})" if cap and cap < n["classifier_train"] else
             " (no cap)")

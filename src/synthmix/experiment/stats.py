@@ -40,13 +40,14 @@ def paired_difference(
         return None
     out = t_interval([a[k] - b[k] for k in common], confidence)
     out["repeats"] = common
-    if out["ci_low"] is not None and out["ci_low"] > 0:
-        out["verdict"] = "higher"
-    elif out["ci_high"] is not None and out["ci_high"] < 0:
-        out["verdict"] = "lower"
-    else:
-        out["verdict"] = "no clear difference" if n_ok(out) else "one repeat: no interval"
+    out["verdict"] = (verdict(out["ci_low"], out["ci_high"]) if n_ok(out)
+                      else "one repeat: no interval")
     return out
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """'higher' / 'lower' when the interval excludes 0, else 'no clear difference'."""
+    return "higher" if ci_low > 0 else "lower" if ci_high < 0 else "no clear difference"
 
 
 def welch_difference(
@@ -68,9 +69,9 @@ def welch_difference(
         df = (va + vb) ** 2 / (va**2 / (sa["n"] - 1) + vb**2 / (sb["n"] - 1))
         half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
         low, high = diff - half, diff + half
-    verdict = "higher" if low > 0 else "lower" if high < 0 else "no clear difference"
     return {"mean": diff, "ci_low": low, "ci_high": high, "df": df, "n": min(sa["n"], sb["n"]),
-            "n_a": sa["n"], "n_b": sb["n"], "confidence": confidence, "verdict": verdict}
+            "n_a": sa["n"], "n_b": sb["n"], "confidence": confidence,
+            "verdict": verdict(low, high)}
 
 
 def n_ok(stats: dict[str, Any]) -> bool:
