@@ -10,7 +10,8 @@ half's validation split (CAS macro-F1), and the set's FID against those validati
 the feature space of a real-trained classifier of the same recipe. The test set is never read.
 
 The minutes of a point are the training seconds the loop recorded up to that epoch
-(`metrics.jsonl`), so sampling grids and validation count as they do in a study.
+(`metrics.jsonl`): its training steps only; validation, sample grids and checkpoints, the same
+for every candidate, are not counted (a study's DDPM stage adds them).
 
 Rule (`reaches`): a point reaches the reference (the first candidate's final checkpoint) when
 its mean CAS is at least the reference's minus two standard errors of the difference (seed
