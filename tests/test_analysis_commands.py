@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import synthmix.runs.classifier
 import synthmix.runs.ddpm
@@ -75,6 +76,35 @@ def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> N
         assert stage in text, stage
     assert not (tmp_path / "out").exists()
 
+
+
+def test_estimate_times_training_in_the_precision_the_run_takes(tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:
+    """`amp: auto` on a CPU with native bf16 trains wide networks in bf16 (the FLOP rule of
+    training/precision.py); the estimate times the same precision and says which, so an AMX
+    host is not quoted fp32 minutes for a bf16 DDPM."""
+    from test_study_trust import STUDY
+
+    import synthmix.training.precision as precision
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(STUDY)
+    chosen: list[object] = []
+    real_choose = precision.choose_amp
+
+    def choose(*args, **kwargs):
+        chosen.append(real_choose(*args, **kwargs))
+        return chosen[-1]
+
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "BF16_MIN_GFLOP", 0.0)  # every network counts as wide
+    monkeypatch.setattr("synthmix.experiment.estimate.choose_amp", choose)
+    set_auto = ["--set", "ddpm.overrides.train.amp=auto", "--set", "classifier.train.amp=off"]
+    assert main(["experiment", str(cfg), "--estimate", *set_auto]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert chosen == [torch.bfloat16, None]  # the DDPM by the rule; the classifier as set
+    assert "images/s, bf16]" in next(line for line in lines if "DDPM training" in line)
+    assert "images/s, fp32]" in next(line for line in lines if "classifiers" in line)
 
 @pytest.mark.slow
 def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path, monkeypatch) -> None:

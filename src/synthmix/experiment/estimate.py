@@ -27,6 +27,7 @@ from synthmix.runs.ddpm import DDPMTask, build_unet
 from synthmix.synthetic.generate import sampling_dtype
 from synthmix.training import distributed as dist
 from synthmix.training.loop import make_optimizer, planned_steps, train_step
+from synthmix.training.precision import choose_amp, precision_name
 
 if TYPE_CHECKING:
     from synthmix.experiment.plan import StudyPlan
@@ -53,15 +54,18 @@ def _sync(device: torch.device) -> None:
 
 
 def _time_training(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor,
-                   cfg: Any, device: torch.device) -> float:
-    """Seconds per optimisation step of `model` on batches like (x, y)."""
+                   cfg: Any, device: torch.device) -> tuple[float, torch.dtype | None]:
+    """Seconds per optimisation step of `model` on batches like (x, y), in the precision the
+    run itself would take (`amp: auto` on a bf16 CPU: by the network's FLOPs, as the loop
+    decides for one process), and that autocast dtype (None: fp32)."""
 
     model.to(device).train()
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    amp = resolve_amp(cfg.amp, device)
+    amp = (choose_amp(cfg.amp, device, model, task, x[:2], y[:2]) if dist.world_size() == 1
+           else resolve_amp(cfg.amp, device))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     step = [0]
 
@@ -69,7 +73,7 @@ def _time_training(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.
         train_step(model, task, x, y, opt, scaler, cfg, step[0], cfg.lr, amp)
         step[0] += 1
 
-    return _seconds_per_call(one, device)
+    return _seconds_per_call(one, device), amp
 
 
 def estimate_study(cfg: StudyConfig, base_dir: Path, progress: bool = False) -> dict[str, Any]:
@@ -100,13 +104,14 @@ def _ddpm_training(cfg: StudyConfig, base_dir: Path, data: PreparedData, device:
     task = DDPMTask(dcfg, schedule, data.diffusion_val, data.class_names, device)
     b = min(dcfg.train.batch_size, len(data.diffusion_train[1]))
     xs, ys = (t[:b].to(device) for t in data.diffusion_train)
-    per_step = _time_training(unet, task, xs, ys, dcfg.train, device)
+    per_step, amp = _time_training(unet, task, xs, ys, dcfg.train, device)
     steps = planned_steps(dcfg.train, len(data.diffusion_train[1]))
     ddpm_s = per_step * steps * cfg.ddpm.runs
     if dcfg.train.max_minutes:
         ddpm_s = min(ddpm_s, dcfg.train.max_minutes * 60 * cfg.ddpm.runs)
     row = {"stage": "DDPM training", "units": f"{cfg.ddpm.runs} x {steps} steps of "
-           f"{dcfg.train.batch_size}", "rate": f"{b / per_step:.1f} images/s",
+           f"{dcfg.train.batch_size}",
+           "rate": f"{b / per_step:.1f} images/s, {precision_name(amp)}",
            "seconds": 0.0 if cfg.ddpm.run_dir else ddpm_s}
     return row, unet, schedule
 
@@ -155,8 +160,8 @@ def _classifiers(cfg: StudyConfig, data: PreparedData, plan: StudyPlan, real: Te
     net = build_classifier(ccfg.model, c, k, ccfg.train.seed)
     cb = min(ccfg.train.batch_size, len(real[1]))
     xc, yc = real[0][:cb].to(device), real[1][:cb].to(device)
-    per_cstep = _time_training(net, ClassifierTask(ccfg, real_val, device), xc, yc,
-                               ccfg.train, device)
+    per_cstep, camp = _time_training(net, ClassifierTask(ccfg, real_val, device), xc, yc,
+                                     ccfg.train, device)
     test_x = data.test[0].to(device)
     eval_s = _seconds_per_call(
         lambda: predict_logits(net, test_x, ccfg.eval_batch_size, ccfg.test_time_flip), device)
@@ -167,7 +172,7 @@ def _classifiers(cfg: StudyConfig, data: PreparedData, plan: StudyPlan, real: Te
     steps_total += n_tune_runs * planned_steps(ccfg.train, cfg.tune.n_per_class * k)
     return {"stage": "classifiers", "units": f"{len(runs) + n_tune_runs} runs, at most "
             f"{steps_total} steps of {ccfg.train.batch_size}",
-            "rate": f"{cb / per_cstep:.0f} images/s",
+            "rate": f"{cb / per_cstep:.0f} images/s, {precision_name(camp)}",
             "seconds": (per_cstep * steps_total + eval_s * len(runs)) / world}
 
 
