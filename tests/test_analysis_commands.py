@@ -77,7 +77,6 @@ def test_estimate_times_every_stage_without_writing(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "out").exists()
 
 
-
 def test_estimate_times_training_in_the_precision_the_run_takes(tmp_path: Path, monkeypatch,
                                                                  capsys) -> None:
     """`amp: auto` on a CPU with native bf16 trains wide networks in bf16 (the FLOP rule of
@@ -105,6 +104,7 @@ def test_estimate_times_training_in_the_precision_the_run_takes(tmp_path: Path, 
     assert chosen == [torch.bfloat16, None]  # the DDPM by the rule; the classifier as set
     assert "images/s, bf16]" in next(line for line in lines if "DDPM training" in line)
     assert "images/s, fp32]" in next(line for line in lines if "classifiers" in line)
+
 
 @pytest.mark.slow
 def test_worth_adds_learning_curves_to_a_finished_study(tmp_path: Path, monkeypatch) -> None:

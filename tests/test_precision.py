@@ -122,3 +122,14 @@ def test_the_hardware_record_names_the_cpu_and_its_instruction_level(
     assert device_mod.cpu_native_bf16()
     monkeypatch.setattr(device_mod, "cpu_flags", lambda: {"avx2", "fma"})
     assert not device_mod.cpu_native_bf16()
+
+
+def test_ddp_ranks_keep_the_static_choice(host: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun every rank must train in one precision, so the FLOP rule is one process's
+    (the loop and `--estimate` both pass their world size)."""
+    monkeypatch.setattr(precision, "BF16_MIN_GFLOP", 0.0)
+    model = build_classifier({"preset": "tiny"}, 1, 10)
+    x, y = torch.randn(4, 1, 16, 16), torch.randint(0, 10, (4,))
+    assert precision.choose_amp("auto", CPU, model, _Task(), x, y, world=1) == torch.bfloat16
+    assert precision.choose_amp("auto", CPU, model, _Task(), x, y, world=2) is None
+    assert host["counts"] == 1

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from synthmix.device import autocast, resolve_amp, select_device
+from synthmix.device import autocast, select_device
 from synthmix.diffusion.samplers import guided_eps, network_evaluations
 from synthmix.diffusion.schedule import NoiseSchedule
 from synthmix.experiment.config import StudyConfig
@@ -64,8 +64,7 @@ def _time_training(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    amp = (choose_amp(cfg.amp, device, model, task, x[:2], y[:2]) if dist.world_size() == 1
-           else resolve_amp(cfg.amp, device))
+    amp = choose_amp(cfg.amp, device, model, task, x[:2], y[:2], dist.world_size())
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     step = [0]
 

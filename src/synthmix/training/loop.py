@@ -241,8 +241,9 @@ def fit(
         raise SynthmixError(f"{len(train_x)} training images cannot be shared by "
                             f"{run.comm.world} ranks")
     run.total_steps = planned_steps(cfg, len(train_x), run.comm.world)
-    if run.comm.world == 1:  # amp auto on a bf16 CPU: by the network's FLOPs (one process)
-        run.amp_dtype = choose_amp(cfg.amp, device, model, task, train_x[:2], train_y[:2])
+    # amp auto on a bf16 CPU: by the network's FLOPs (one process)
+    run.amp_dtype = choose_amp(cfg.amp, device, model, task, train_x[:2], train_y[:2],
+                               run.comm.world)
     while not run.should_stop():
         run.epoch(train_x, train_y)
     run.finish()

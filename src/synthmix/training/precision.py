@@ -38,10 +38,11 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def choose_amp(amp: AmpMode, device: torch.device, model: nn.Module, task: Any,
-               x: torch.Tensor, y: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype of a run: as `resolve_amp`, except `auto` on a CPU with native bf16,
-    where bf16 is taken for networks of at least BF16_MIN_GFLOP per training image."""
-    if amp != "auto" or device.type != "cpu" or not cpu_native_bf16():
+               x: torch.Tensor, y: torch.Tensor, world: int = 1) -> torch.dtype | None:
+    """The autocast dtype of a run: as `resolve_amp`, except `auto` on a CPU with native bf16
+    in one process (`world` 1), where bf16 is taken for networks of at least BF16_MIN_GFLOP
+    per training image."""
+    if amp != "auto" or device.type != "cpu" or world != 1 or not cpu_native_bf16():
         return resolve_static(amp, device)
     gflop = train_gflop_per_image(model, task, x[:2], y[:2])
     choice = torch.bfloat16 if gflop >= BF16_MIN_GFLOP else None
